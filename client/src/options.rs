@@ -1,0 +1,155 @@
+//! Per-request consistency and deadline settings, with per-client defaults.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::error::Error;
+
+/// How many replicas a read must hear from (`r`) or a write must be acknowledged by (`w`).
+///
+/// The node resolves it against the cluster's N: [`One`](Quorum::One) is 1,
+/// [`Majority`](Quorum::Majority) is `N / 2 + 1`, [`All`](Quorum::All) is N. A
+/// [`Count`](Quorum::Count) outside `1..=N` is refused with [`Error::InvalidInput`], never
+/// clamped.
+///
+/// ```
+/// use quorumkv_client::Quorum;
+///
+/// assert_eq!("quorum".parse::<Quorum>().unwrap(), Quorum::Majority);
+/// assert_eq!("2".parse::<Quorum>().unwrap(), Quorum::Count(2));
+/// assert_eq!(Quorum::All.to_string(), "all");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Quorum {
+    /// One replica.
+    One,
+    /// A majority of the N replicas: the API's `quorum`.
+    Majority,
+    /// Every one of the N replicas.
+    All,
+    /// Exactly this many replicas (1 to N).
+    Count(usize),
+}
+
+impl fmt::Display for Quorum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Quorum::One => f.write_str("one"),
+            Quorum::Majority => f.write_str("quorum"),
+            Quorum::All => f.write_str("all"),
+            Quorum::Count(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl FromStr for Quorum {
+    type Err = Error;
+
+    /// Parses the API's spelling: `one`, `quorum`, `all` or a number from 1.
+    fn from_str(s: &str) -> Result<Quorum, Error> {
+        match s {
+            "one" => Ok(Quorum::One),
+            "quorum" => Ok(Quorum::Majority),
+            "all" => Ok(Quorum::All),
+            n => match n.parse::<usize>() {
+                Ok(n) if n >= 1 => Ok(Quorum::Count(n)),
+                _ => Err(Error::invalid(
+                    "invalid_parameter",
+                    format!("`{s}` is not a replica count: expected one, quorum, all or a number from 1"),
+                )),
+            },
+        }
+    }
+}
+
+/// The tunables of one request. `None` means "use the client's default", and where the
+/// client has none either, the node's configured default (API.md).
+///
+/// Reads use `r` and `timeout`; writes use `w`, `dw`, `sloppy` and `timeout`.
+///
+/// ```
+/// use std::time::Duration;
+/// use quorumkv_client::{Options, Quorum};
+///
+/// let strict = Options {
+///     r: Some(Quorum::All),
+///     timeout: Some(Duration::from_millis(500)),
+///     ..Options::default()
+/// };
+/// assert_eq!(strict.w, None);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Replicas a read waits for.
+    pub r: Option<Quorum>,
+    /// Replicas a write waits for.
+    pub w: Option<Quorum>,
+    /// Of the `w` acknowledgements, how many must come after an fsync (0 to w).
+    pub dw: Option<usize>,
+    /// Whether fallback nodes holding a hint may count toward `w` (the API's default: yes).
+    pub sloppy: Option<bool>,
+    /// The deadline of the whole call, retries included. The node is told the remaining
+    /// time, so it answers with a quorum failure, not silence, when replicas are slow.
+    pub timeout: Option<Duration>,
+}
+
+impl Options {
+    /// These options, with every unset field taken from `defaults`.
+    #[must_use]
+    pub fn or(&self, defaults: &Options) -> Options {
+        Options {
+            r: self.r.or(defaults.r),
+            w: self.w.or(defaults.w),
+            dw: self.dw.or(defaults.dw),
+            sloppy: self.sloppy.or(defaults.sloppy),
+            timeout: self.timeout.or(defaults.timeout),
+        }
+    }
+
+    /// Checks what can be checked without knowing N.
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        for (name, q) in [("r", self.r), ("w", self.w)] {
+            if q == Some(Quorum::Count(0)) {
+                return Err(Error::invalid(
+                    "invalid_parameter",
+                    format!("`{name}=0`: a replica count is at least 1"),
+                ));
+            }
+        }
+        if self.timeout == Some(Duration::ZERO) {
+            return Err(Error::invalid("invalid_parameter", "a timeout must be longer than zero"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quorum_round_trips_through_its_api_spelling() {
+        for q in [Quorum::One, Quorum::Majority, Quorum::All, Quorum::Count(1), Quorum::Count(7)] {
+            assert_eq!(q.to_string().parse::<Quorum>().unwrap(), q);
+        }
+        assert!("0".parse::<Quorum>().is_err());
+        assert!("most".parse::<Quorum>().is_err());
+    }
+
+    #[test]
+    fn request_options_win_over_defaults() {
+        let defaults = Options {
+            r: Some(Quorum::One),
+            w: Some(Quorum::All),
+            timeout: Some(Duration::from_secs(1)),
+            ..Options::default()
+        };
+        let mine = Options { r: Some(Quorum::Majority), ..Options::default() };
+        let merged = mine.or(&defaults);
+        assert_eq!(merged.r, Some(Quorum::Majority));
+        assert_eq!(merged.w, Some(Quorum::All));
+        assert_eq!(merged.timeout, Some(Duration::from_secs(1)));
+        assert_eq!(merged.sloppy, None);
+    }
+}

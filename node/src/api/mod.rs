@@ -1,0 +1,242 @@
+//! The client API of API.md: object endpoints, health, status, ring and metrics.
+//!
+//! Parsing and validation happen here; statuses are decided only by
+//! [`ApiError::status`]; the work is the coordinator's.
+
+pub mod error;
+pub mod params;
+mod response;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use quorumkv_storage::{Content, VersionVector};
+use serde_json::json;
+
+pub use error::ApiError;
+use params::ObjectParams;
+
+use crate::coordinator::{ReadOptions, WriteOptions};
+use crate::local::Key;
+use crate::node::NodeState;
+
+pub const CONTEXT_HEADER: &str = "x-causal-context";
+const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+
+pub type Body = Full<Bytes>;
+
+/// Answers one client request. Never fails: every error becomes a JSON response.
+pub async fn handle(
+    state: Arc<NodeState>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, std::convert::Infallible> {
+    let started = Instant::now();
+    let (op, result) = route(&state, req).await;
+    let response = match result {
+        Ok(resp) => resp,
+        Err(e) => {
+            if let ApiError::Internal(why) = &e {
+                tracing::error!(op, error = %why, "request failed inside the node");
+            }
+            response::error(&e)
+        }
+    };
+    state.metrics.observe_request(op, response.status().as_u16(), started.elapsed().as_secs_f64());
+    Ok(response)
+}
+
+async fn route(
+    state: &NodeState,
+    req: Request<Incoming>,
+) -> (&'static str, Result<Response<Body>, ApiError>) {
+    let path = req.uri().path().to_owned();
+    if let Some(rest) = path.strip_prefix("/v1/kv/") {
+        let Some((bucket, key)) = rest.split_once('/') else {
+            return ("invalid", Err(ApiError::bad("invalid_key", "the path is /v1/kv/{bucket}/{key}")));
+        };
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        return match *req.method() {
+            Method::GET => ("get", get_object(state, req, &bucket, &key).await),
+            Method::PUT => ("put", put_object(state, req, &bucket, &key).await),
+            Method::DELETE => ("delete", delete_object(state, req, &bucket, &key).await),
+            _ => ("invalid", Err(ApiError::MethodNotAllowed)),
+        };
+    }
+    match (req.method(), path.as_str()) {
+        (&Method::GET, "/v1/health") => {
+            ("health", Ok(response::json(StatusCode::OK, &json!({"status": "ok"}))))
+        }
+        (&Method::GET, "/v1/status") => ("status", Ok(response::json(StatusCode::OK, &state.status_json()))),
+        (&Method::GET, "/v1/ring") => ("ring", Ok(response::json(StatusCode::OK, &state.ring_json()))),
+        (&Method::GET, "/metrics") => ("metrics", Ok(metrics(state).await)),
+        (&Method::POST, "/v1/admin/anti-entropy") => {
+            ("admin", trigger_anti_entropy(state, req.uri().query()))
+        }
+        (_, "/v1/health" | "/v1/status" | "/v1/ring" | "/metrics" | "/v1/admin/anti-entropy") => {
+            ("invalid", Err(ApiError::MethodNotAllowed))
+        }
+        _ => ("invalid", Err(ApiError::NoRoute)),
+    }
+}
+
+async fn metrics(state: &NodeState) -> Response<Body> {
+    let text = state.metrics.render(state.local.store());
+    let mut resp = Response::new(Full::new(Bytes::from(text)));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    resp
+}
+
+/// `POST /v1/admin/anti-entropy[?partition=P]`: queue an exchange now.
+fn trigger_anti_entropy(state: &NodeState, query: Option<&str>) -> Result<Response<Body>, ApiError> {
+    let mut partition = None;
+    for pair in query.unwrap_or("").split('&').filter(|s| !s.is_empty()) {
+        match pair.split_once('=') {
+            Some(("partition", v)) => {
+                let p: u32 = v.parse().map_err(|_| params::invalid("partition", v, "a partition number"))?;
+                if p >= state.config.partitions {
+                    return Err(params::invalid(
+                        "partition",
+                        v,
+                        &format!("0 to {}", state.config.partitions - 1),
+                    ));
+                }
+                partition = Some(p);
+            }
+            _ => {
+                return Err(ApiError::bad(
+                    "invalid_parameter",
+                    format!("unknown parameter `{pair}`; known: partition"),
+                ));
+            }
+        }
+    }
+    let queued = state.anti_entropy.trigger(partition);
+    Ok(response::json(StatusCode::ACCEPTED, &json!({"queued": queued})))
+}
+
+fn wants_json(req: &Request<Incoming>) -> bool {
+    req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("application/json"))
+}
+
+fn read_options(state: &NodeState, p: &ObjectParams) -> Result<ReadOptions, ApiError> {
+    let n = state.coordinator.replicas();
+    Ok(ReadOptions {
+        r: params::resolve("r", p.r.unwrap_or(state.config.default_r), n)?,
+        timeout: p.timeout.unwrap_or(Duration::from_millis(state.config.default_timeout_ms)),
+    })
+}
+
+fn write_options(state: &NodeState, p: &ObjectParams) -> Result<WriteOptions, ApiError> {
+    let n = state.coordinator.replicas();
+    let w = params::resolve("w", p.w.unwrap_or(state.config.default_w), n)?;
+    let dw = p.dw.unwrap_or(state.config.default_dw.min(w));
+    if dw > w {
+        return Err(params::invalid("dw", &dw.to_string(), &format!("0 to w ({w})")));
+    }
+    Ok(WriteOptions {
+        w,
+        dw,
+        sloppy: p.sloppy.unwrap_or(true),
+        timeout: p.timeout.unwrap_or(Duration::from_millis(state.config.default_timeout_ms)),
+    })
+}
+
+async fn get_object(
+    state: &NodeState,
+    req: Request<Incoming>,
+    bucket: &str,
+    key: &str,
+) -> Result<Response<Body>, ApiError> {
+    let bucket = params::bucket(bucket)?;
+    let key = params::key(key)?;
+    let p = ObjectParams::parse(req.uri().query())?;
+    let opts = read_options(state, &p)?;
+    let key = state.coordinator.key(bucket, key);
+    let object = if p.local {
+        state.coordinator.get_local(key).await?
+    } else {
+        state.coordinator.get(key, opts).await?
+    };
+    response::object(object.as_ref(), wants_json(&req))
+}
+
+/// What every write request carries, parsed and checked.
+struct WriteRequest {
+    key: Key,
+    params: ObjectParams,
+    opts: WriteOptions,
+    context: VersionVector,
+}
+
+fn write_request(
+    state: &NodeState,
+    req: &Request<Incoming>,
+    bucket: &str,
+    key: &str,
+) -> Result<WriteRequest, ApiError> {
+    let bucket = params::bucket(bucket)?;
+    let key = params::key(key)?;
+    let params = ObjectParams::parse(req.uri().query())?;
+    let opts = write_options(state, &params)?;
+    let context = params::context(req.headers().get(CONTEXT_HEADER).map(|v| v.as_bytes()))?;
+    Ok(WriteRequest { key: state.coordinator.key(bucket, key), params, opts, context })
+}
+
+async fn put_object(
+    state: &NodeState,
+    req: Request<Incoming>,
+    bucket: &str,
+    key: &str,
+) -> Result<Response<Body>, ApiError> {
+    let w = write_request(state, &req, bucket, key)?;
+    let content_type = match req.headers().get(CONTENT_TYPE) {
+        None => DEFAULT_CONTENT_TYPE.to_owned(),
+        Some(v) => v
+            .to_str()
+            .map_err(|_| ApiError::bad("invalid_content_type", "Content-Type must be visible ASCII"))?
+            .to_owned(),
+    };
+    let json = wants_json(&req);
+    let value = read_body(req, state.config.max_value_bytes).await?;
+    let object = state.coordinator.put(w.key, w.context, Content::value(content_type, value), w.opts).await?;
+    if w.params.return_body {
+        response::object(Some(&object), json)
+    } else {
+        Ok(response::written(object.context()))
+    }
+}
+
+async fn delete_object(
+    state: &NodeState,
+    req: Request<Incoming>,
+    bucket: &str,
+    key: &str,
+) -> Result<Response<Body>, ApiError> {
+    let w = write_request(state, &req, bucket, key)?;
+    let object = state.coordinator.put(w.key, w.context, Content::tombstone_now(), w.opts).await?;
+    Ok(response::written(object.context()))
+}
+
+/// Reads a request body of at most `limit` bytes; more is a 413 before anything is stored.
+async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let declared =
+        req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(ApiError::TooLarge { limit });
+    }
+    match Limited::new(req.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes().to_vec()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(ApiError::TooLarge { limit })
+        }
+        Err(e) => Err(ApiError::bad("bad_body", format!("the request body could not be read: {e}"))),
+    }
+}

@@ -1,0 +1,218 @@
+//! Node configuration: one serde struct read from TOML, overridden by `QUORUMKV_*`
+//! environment variables and then by flags, validated on load.
+//!
+//! `node/quorumkv.example.toml` documents every field and is parsed by a unit test.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::quorum::Quorum;
+
+/// Everything a node needs to start. Every field has a default.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Stable name of this node. Generated on first start and kept in the data dir if unset.
+    pub node_id: Option<String>,
+    /// Client API listener.
+    pub listen: SocketAddr,
+    /// Peer (internode) listener.
+    pub peer_listen: SocketAddr,
+    /// Address other nodes use to reach this node's peer listener, if it differs from
+    /// `peer_listen` (for example behind NAT or in containers).
+    pub peer_advertise: Option<String>,
+    /// Address clients use to reach this node's client API, if it differs from `listen`.
+    pub advertise: Option<String>,
+    /// Where everything is stored.
+    pub data_dir: PathBuf,
+    /// Peer addresses of other members.
+    pub seeds: Vec<String>,
+    /// N, the number of copies of each key. Default: 3 with seeds, 1 alone.
+    pub replicas: Option<usize>,
+    /// Partition count, a power of two; fixed when a cluster is created.
+    pub partitions: u32,
+    /// Virtual tokens each node places on the ring.
+    pub vnodes: u32,
+    /// Largest value accepted, in bytes; larger is a 413.
+    pub max_value_bytes: usize,
+    /// Default replicas that must answer a read.
+    pub default_r: Quorum,
+    /// Default replicas that must acknowledge a write.
+    pub default_w: Quorum,
+    /// Default replicas of those that must fsync before acknowledging.
+    pub default_dw: usize,
+    /// Default deadline for a whole request, in milliseconds.
+    pub default_timeout_ms: u64,
+    /// Deadline of one peer call, in milliseconds (capped by the request's own deadline).
+    pub peer_timeout_ms: u64,
+    /// Requests in flight to one peer at most; more wait for a slot.
+    pub peer_max_in_flight: usize,
+    /// How long shutdown waits for in-flight requests, in milliseconds.
+    pub shutdown_grace_ms: u64,
+    /// Threads that run storage calls (off the async threads), in batches.
+    pub storage_threads: usize,
+    /// How often each peer is pinged by the failure detector, in milliseconds.
+    pub heartbeat_interval_ms: u64,
+    /// Suspicion (phi) above which a silent peer is marked down. With the default
+    /// heartbeat, 6 means about 2.8 s of silence.
+    pub phi_threshold: f64,
+    /// Whether a coordinator keeps hints for replicas that missed a write (existing hints
+    /// are delivered either way).
+    pub hinted_handoff: bool,
+    /// Hints delivered per peer call (one fsync on the receiver).
+    pub hint_batch: usize,
+    /// Hints delivered per second at most, so handoff does not starve client requests.
+    pub hint_rate: u32,
+    /// Anti-entropy exchanges every partition this node holds once per this many
+    /// milliseconds, spread evenly.
+    pub aae_interval_ms: u64,
+    /// Merkle trees are rebuilt from storage this often (seconds); also at start.
+    pub aae_rebuild_interval_s: u64,
+    /// A tombstone younger than this (milliseconds) is never reaped. It must outlast the
+    /// time hints wait for delivery.
+    pub tombstone_grace_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            node_id: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            peer_listen: SocketAddr::from(([127, 0, 0, 1], 7071)),
+            peer_advertise: None,
+            advertise: None,
+            data_dir: PathBuf::from("./data"),
+            seeds: Vec::new(),
+            replicas: None,
+            partitions: 64,
+            vnodes: quorumkv_ring::RingParams::default().vnodes,
+            max_value_bytes: 1024 * 1024,
+            default_r: Quorum::Majority,
+            default_w: Quorum::Majority,
+            default_dw: 0,
+            default_timeout_ms: 5000,
+            peer_timeout_ms: 2000,
+            peer_max_in_flight: 256,
+            shutdown_grace_ms: 10_000,
+            storage_threads: 3,
+            heartbeat_interval_ms: 200,
+            phi_threshold: 6.0,
+            hinted_handoff: true,
+            hint_batch: 100,
+            hint_rate: 5000,
+            aae_interval_ms: 60_000,
+            aae_rebuild_interval_s: 3600,
+            tombstone_grace_ms: 3_600_000,
+        }
+    }
+}
+
+/// A configuration that cannot work, naming the field.
+#[derive(Debug, thiserror::Error)]
+#[error("config field `{field}`: {message}")]
+pub struct ConfigError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl Config {
+    /// Parses a TOML document (unknown fields are an error, so typos are caught).
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError { field: "(file)", message: e.to_string() })
+    }
+
+    /// N for this node: configured, else 3 in a cluster and 1 alone.
+    pub fn effective_replicas(&self) -> usize {
+        self.replicas.unwrap_or(if self.seeds.is_empty() { 1 } else { 3 })
+    }
+
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |field, message: &str| Err(ConfigError { field, message: message.to_string() });
+        if !self.partitions.is_power_of_two() || self.partitions > 65536 {
+            return err("partitions", "must be a power of two between 1 and 65536");
+        }
+        if self.effective_replicas() == 0 || self.effective_replicas() > 16 {
+            return err("replicas", "must be between 1 and 16");
+        }
+        if self.vnodes == 0 || self.vnodes > 4096 {
+            return err("vnodes", "must be between 1 and 4096");
+        }
+        if self.max_value_bytes == 0 || self.max_value_bytes > 64 * 1024 * 1024 {
+            return err("max_value_bytes", "must be between 1 and 67108864");
+        }
+        if self.default_timeout_ms == 0 || self.default_timeout_ms > 60_000 {
+            return err("default_timeout_ms", "must be between 1 and 60000");
+        }
+        if self.peer_timeout_ms == 0 {
+            return err("peer_timeout_ms", "must be at least 1");
+        }
+        if self.storage_threads == 0 || self.storage_threads > 64 {
+            return err("storage_threads", "must be between 1 and 64");
+        }
+        if !(10..=60_000).contains(&self.heartbeat_interval_ms) {
+            return err("heartbeat_interval_ms", "must be between 10 and 60000");
+        }
+        if !(self.phi_threshold > 0.5 && self.phi_threshold < 100.0) {
+            return err("phi_threshold", "must be between 0.5 and 100");
+        }
+        if self.hint_batch == 0 || self.hint_batch > 10_000 {
+            return err("hint_batch", "must be between 1 and 10000");
+        }
+        if self.hint_rate == 0 {
+            return err("hint_rate", "must be at least 1");
+        }
+        if self.aae_interval_ms < 10 {
+            return err("aae_interval_ms", "must be at least 10");
+        }
+        if self.aae_rebuild_interval_s == 0 {
+            return err("aae_rebuild_interval_s", "must be at least 1");
+        }
+        if self.peer_max_in_flight == 0 {
+            return err("peer_max_in_flight", "must be at least 1");
+        }
+        if let Some(id) = &self.node_id
+            && (id.is_empty() || id.len() > 128 || id.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return err("node_id", "must be 1 to 128 characters without spaces");
+        }
+        let n = self.effective_replicas();
+        for (field, q) in [("default_r", self.default_r), ("default_w", self.default_w)] {
+            if let Quorum::Count(c) = q
+                && (c == 0 || c > n)
+            {
+                return err(field, "must be between 1 and replicas, or one/quorum/all");
+            }
+        }
+        if self.default_dw > self.default_w.resolve(n) {
+            return err("default_dw", "must not exceed default_w");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_parses_and_validates() {
+        let text = include_str!("../quorumkv.example.toml");
+        let config = Config::from_toml(text).expect("example parses");
+        config.validate().expect("example validates");
+        assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], 7070)));
+        assert_eq!(config.partitions, 64);
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_name_the_field() {
+        let e = Config::from_toml("partitons = 64").expect_err("typo");
+        assert!(e.to_string().contains("partitons"), "{e}");
+        let c = Config { partitions: 48, ..Config::default() };
+        assert_eq!(c.validate().expect_err("not a power of two").field, "partitions");
+        let c = Config { default_dw: 3, ..Config::default() };
+        assert_eq!(c.validate().expect_err("dw > w").field, "default_dw");
+    }
+}

@@ -1,0 +1,211 @@
+//! Hinted handoff: delivers the copies kept here for replicas that missed them.
+//!
+//! Hints live in the store's own keyspace, keyed by target, so they survive restarts and
+//! one target's hints are one range scan. When the failure detector holds a target up,
+//! the worker sends it its hints in batches (one fsync on the target per batch) and
+//! deletes each hint only after the target acknowledged it, and only if it did not
+//! change meanwhile. Delivery is rate-limited so it does not starve client requests; a
+//! merge on the target follows DVV rules, so a hint never overwrites a newer write.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use quorumkv_ring::NodeId;
+use quorumkv_storage::ObjectKey;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::cluster::Cluster;
+use crate::local::LocalStore;
+use crate::metrics::{Metrics, PeerLabels};
+use crate::peer::wire::{Item, Request, Response};
+use crate::worker::{WorkState, Worker};
+
+/// How hints are delivered.
+#[derive(Clone, Copy, Debug)]
+pub struct HandoffConfig {
+    /// Hints per batch (one peer call, one fsync on the target).
+    pub batch: usize,
+    /// Hints delivered per second at most.
+    pub rate: u32,
+    /// How often pending hints are looked for when there is nothing to deliver.
+    pub poll: Duration,
+}
+
+#[derive(Debug, Default)]
+struct Progress {
+    pending: BTreeMap<String, u64>,
+    last_error: Option<String>,
+}
+
+pub struct Handoff {
+    local: LocalStore,
+    cluster: Arc<Cluster>,
+    metrics: Arc<Metrics>,
+    config: HandoffConfig,
+    delivered: AtomicU64,
+    progress: Mutex<Progress>,
+    /// `hints_written` as of the last count (`u64::MAX`: never counted).
+    counted_at: AtomicU64,
+}
+
+impl std::fmt::Debug for Handoff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handoff").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Handoff {
+    pub fn new(
+        local: LocalStore,
+        cluster: Arc<Cluster>,
+        metrics: Arc<Metrics>,
+        config: HandoffConfig,
+    ) -> Handoff {
+        Handoff {
+            local,
+            cluster,
+            metrics,
+            config,
+            delivered: AtomicU64::new(0),
+            progress: Mutex::default(),
+            counted_at: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// Delivers one batch of `target`'s hints; returns how many were removed.
+    /// Delivers the batch of `target`'s hints that follows `cursor`; returns how many
+    /// were removed and where the next batch starts (`None`: no more hints).
+    async fn deliver_batch(
+        &self,
+        target: &NodeId,
+        cursor: Option<Vec<u8>>,
+    ) -> Result<(usize, Option<Vec<u8>>), String> {
+        let name = target.0.clone();
+        let batch = self.config.batch;
+        let hints = self
+            .local
+            .run(move |s| s.scan_hints(&name, cursor.as_deref(), batch))
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(next) = hints.last().map(|h| h.cursor.clone()) else {
+            return Ok((0, None));
+        };
+        let addr = self.cluster.peer_addr(target).ok_or_else(|| format!("no address for {target}"))?;
+        let items: Vec<Item> = hints
+            .iter()
+            .map(|h| Item {
+                partition: h.partition,
+                bucket: h.bucket.clone(),
+                key: h.key.clone(),
+                object: h.object.clone(),
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        match self.cluster.peers().call(&addr, &Request::MergeBatch { items }, deadline).await {
+            Ok(Response::MergedBatch { .. }) => {}
+            Ok(Response::Error(e)) => return Err(format!("{target} refused hints: {e}")),
+            Ok(_) => return Err(format!("{target} gave an unexpected answer")),
+            Err(e) => return Err(format!("delivering to {target}: {e}")),
+        }
+        let name = target.0.clone();
+        let removed = self
+            .local
+            .run(move |s| {
+                let mut removed = 0;
+                for h in &hints {
+                    let key = ObjectKey { partition: h.partition, bucket: &h.bucket, key: &h.key };
+                    if s.remove_hint_if_unchanged(&name, key, &h.object)? {
+                        removed += 1;
+                    }
+                }
+                Ok(removed)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((removed, Some(next)))
+    }
+
+    async fn refresh_pending(&self) -> Result<BTreeMap<String, u64>, String> {
+        let counts = self.local.run(|s| s.hint_counts()).await.map_err(|e| e.to_string())?;
+        let pending: BTreeMap<String, u64> = counts.into_iter().collect();
+        let mut progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
+        for target in progress.pending.keys() {
+            if !pending.contains_key(target) {
+                self.metrics.hints_pending.get_or_create(&PeerLabels { peer: target.clone() }).set(0);
+            }
+        }
+        for (target, n) in &pending {
+            self.metrics.hints_pending.get_or_create(&PeerLabels { peer: target.clone() }).set(*n as i64);
+        }
+        progress.pending = pending.clone();
+        Ok(pending)
+    }
+}
+
+impl Worker for Handoff {
+    fn name(&self) -> &'static str {
+        "hinted-handoff"
+    }
+
+    fn status(&self) -> Value {
+        let progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
+        json!({
+            "pending": progress.pending,
+            "delivered": self.delivered.load(Ordering::Relaxed),
+            "last_error": progress.last_error,
+        })
+    }
+
+    async fn work(&self) -> Result<WorkState, String> {
+        // Counting scans every hint (and the tombstones delivered ones leave until
+        // compaction): once per unit of work, and not at all while nothing is pending and
+        // no hint arrived since the last count.
+        let written = self.local.store().stats().hints_written.load(Ordering::Relaxed);
+        let nothing_pending = self.progress.lock().unwrap_or_else(PoisonError::into_inner).pending.is_empty();
+        if nothing_pending && self.counted_at.load(Ordering::Relaxed) == written {
+            return Ok(WorkState::Idle);
+        }
+        let pending = self.refresh_pending().await?;
+        self.counted_at.store(written, Ordering::Relaxed);
+        let mut delivered_any = false;
+        for target in pending.keys().map(|t| NodeId(t.clone())) {
+            if self.cluster.is_me(&target) || !self.cluster.is_up(&target) {
+                continue;
+            }
+            // Up to about a second of batches for this target, resuming each scan where
+            // the last one ended.
+            let round = Instant::now();
+            let mut cursor = None;
+            while round.elapsed() < Duration::from_secs(1) && self.cluster.is_up(&target) {
+                let started = Instant::now();
+                match self.deliver_batch(&target, cursor.take()).await {
+                    Ok((n, next)) => {
+                        delivered_any |= n > 0;
+                        self.delivered.fetch_add(n as u64, Ordering::Relaxed);
+                        self.metrics.hints_delivered.inc_by(n as u64);
+                        // Rate limit: a batch of n hints takes at least n / rate seconds.
+                        let budget = Duration::from_secs_f64(n as f64 / f64::from(self.config.rate.max(1)));
+                        tokio::time::sleep_until(started + budget).await;
+                        match next {
+                            Some(next) => cursor = Some(next),
+                            None => break,
+                        }
+                    }
+                    Err(e) => {
+                        self.progress.lock().unwrap_or_else(PoisonError::into_inner).last_error =
+                            Some(e.clone());
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(if delivered_any { WorkState::Busy } else { WorkState::Idle })
+    }
+
+    async fn wait_for_work(&self) {
+        tokio::time::sleep(self.config.poll).await;
+    }
+}

@@ -1,0 +1,218 @@
+//! Prometheus metrics, named `quorumkv_<thing>_<unit>`, served at `GET /metrics`.
+
+use std::sync::atomic::Ordering;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use quorumkv_storage::Store;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub op: &'static str,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabels {
+    pub peer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransitionLabels {
+    pub peer: String,
+    pub to: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabels {
+    pub op: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs .. ~26 s
+    Histogram::new(exponential_buckets(0.00005, 2.0, 20))
+}
+
+/// Every metric a node exports.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_seconds: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    pub quorum_failures: Family<OpLabels, Counter>,
+    pub read_repairs: Counter,
+    pub sibling_warnings: Counter,
+    pub peer_errors: Family<PeerLabels, Counter>,
+    pub forwarded: Counter,
+    pub member_transitions: Family<TransitionLabels, Counter>,
+    pub hints_stored: Counter,
+    pub hints_delivered: Counter,
+    pub hints_pending: Family<PeerLabels, Gauge>,
+    pub sloppy_writes: Counter,
+    pub aae_exchanges: Counter,
+    pub aae_keys_repaired: Counter,
+    pub aae_bytes: Counter,
+    pub tombstones_reaped: Counter,
+    corrupt_records: Gauge,
+    storage_bytes: Gauge,
+    storage_syncs: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("quorumkv");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("requests", "Client API requests by operation and status", requests.clone());
+        let request_seconds =
+            Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        registry.register(
+            "request_duration_seconds",
+            "Client API request latency by operation and status",
+            request_seconds.clone(),
+        );
+        let quorum_failures = Family::<OpLabels, Counter>::default();
+        registry.register(
+            "quorum_failures",
+            "Requests that did not reach their quorum",
+            quorum_failures.clone(),
+        );
+        let read_repairs = Counter::default();
+        registry.register(
+            "read_repairs",
+            "Replicas repaired after a read found them stale",
+            read_repairs.clone(),
+        );
+        let sibling_warnings = Counter::default();
+        registry.register(
+            "sibling_warnings",
+            "Writes that left a key with more than 25 concurrent versions",
+            sibling_warnings.clone(),
+        );
+        let peer_errors = Family::<PeerLabels, Counter>::default();
+        registry.register("peer_errors", "Failed calls to a peer", peer_errors.clone());
+        let forwarded = Counter::default();
+        registry.register("forwarded_writes", "Writes forwarded to a replica of the key", forwarded.clone());
+        let member_transitions = Family::<TransitionLabels, Counter>::default();
+        registry.register(
+            "member_transitions",
+            "Failure detector state changes, by peer and new state",
+            member_transitions.clone(),
+        );
+        let hints_stored = Counter::default();
+        registry.register(
+            "hints_stored",
+            "Copies kept as hints for a replica that missed them",
+            hints_stored.clone(),
+        );
+        let hints_delivered = Counter::default();
+        registry.register(
+            "hints_delivered",
+            "Hints delivered to their replica and removed",
+            hints_delivered.clone(),
+        );
+        let hints_pending = Family::<PeerLabels, Gauge>::default();
+        registry.register(
+            "hints_pending",
+            "Hints kept here, by the replica they wait for",
+            hints_pending.clone(),
+        );
+        let sloppy_writes = Counter::default();
+        registry.register(
+            "sloppy_writes",
+            "Copies sent to a fallback in place of a primary",
+            sloppy_writes.clone(),
+        );
+        let aae_exchanges = Counter::default();
+        registry.register("aae_exchanges", "Anti-entropy exchanges of one partition", aae_exchanges.clone());
+        let aae_keys_repaired = Counter::default();
+        registry.register(
+            "aae_keys_repaired",
+            "Keys anti-entropy brought up to date",
+            aae_keys_repaired.clone(),
+        );
+        let aae_bytes = Counter::default();
+        registry.register(
+            "aae_bytes",
+            "Bytes sent and received by anti-entropy exchanges",
+            aae_bytes.clone(),
+        );
+        let tombstones_reaped = Counter::default();
+        registry.register(
+            "tombstones_reaped",
+            "Tombstones removed once every replica held them",
+            tombstones_reaped.clone(),
+        );
+        let corrupt_records = Gauge::default();
+        registry.register(
+            "corrupt_records",
+            "Stored records that failed their checksum",
+            corrupt_records.clone(),
+        );
+        let storage_bytes = Gauge::default();
+        registry.register("storage_bytes", "Bytes the store occupies on disk", storage_bytes.clone());
+        let storage_syncs = Gauge::default();
+        registry.register("storage_syncs", "Fsyncs made by group commit", storage_syncs.clone());
+        Metrics {
+            registry,
+            requests,
+            request_seconds,
+            quorum_failures,
+            read_repairs,
+            sibling_warnings,
+            peer_errors,
+            forwarded,
+            member_transitions,
+            hints_stored,
+            hints_delivered,
+            hints_pending,
+            sloppy_writes,
+            aae_exchanges,
+            aae_keys_repaired,
+            aae_bytes,
+            tombstones_reaped,
+            corrupt_records,
+            storage_bytes,
+            storage_syncs,
+        }
+    }
+
+    /// Records one finished client request.
+    pub fn observe_request(&self, op: &'static str, status: u16, seconds: f64) {
+        let labels = RequestLabels { op, status };
+        self.requests.get_or_create(&labels).inc();
+        self.request_seconds.get_or_create(&labels).observe(seconds);
+    }
+
+    /// Registers a further metric (workers add theirs at start-up).
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
+    /// The text exposition, with storage figures read now.
+    pub fn render(&self, store: &Store) -> String {
+        let stats = store.stats();
+        self.corrupt_records.set(stats.corrupt_records.load(Ordering::Relaxed) as i64);
+        self.storage_syncs.set(stats.syncs.load(Ordering::Relaxed) as i64);
+        self.storage_bytes.set(store.disk_space() as i64);
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,27 @@
+//! Replica storage for quorumkv: the causal model, the record format and the store.
+//!
+//! This crate knows nothing of the network or of key placement: the node hands it the
+//! partition of every key (computed by `quorumkv-ring`), and it stores, merges and
+//! checksums objects. Every call is synchronous.
+//!
+//! # Layout
+//! - [`causal`]: dots, version vectors, DVV sibling sets and their merge laws.
+//! - [`token`]: the causal context token handed to clients.
+//! - [`merkle`]: per-partition Merkle trees, updated by XOR deltas on every write.
+//! - [`record`]: the CRC-framed on-disk record.
+//! - [`store`]: the fjall-backed store with per-key read-modify-write and group commit.
+//! - `commit`: the group-commit primitive.
+
+pub mod causal;
+mod commit;
+mod error;
+pub mod merkle;
+pub mod record;
+pub mod store;
+pub mod token;
+
+pub use causal::{Actor, Content, Dot, Object, SIBLING_LIMIT, SIBLING_WARN, Sibling, VersionVector};
+pub use error::Error;
+pub use merkle::Tree;
+pub use store::{Durability, Entry, Hint, ObjectKey, Store, StoreStats};
+pub use token::{decode_context, encode_context};

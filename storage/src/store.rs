@@ -1,0 +1,508 @@
+//! The fjall-backed replica store.
+//!
+//! Keyspaces: `data` (objects), `hints` (copies kept for other nodes), `meta` (node
+//! identity and small state). A data key is `partition (u32 BE) ‖ bucket length (u8) ‖
+//! bucket ‖ key`, so one partition's keys are one contiguous prefix scan.
+//!
+//! Every call is synchronous and may block on I/O: the node calls it from blocking
+//! threads, never from async ones.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use std::collections::HashMap;
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
+
+use crate::Error;
+use crate::causal::Object;
+use crate::commit::GroupCommit;
+use crate::merkle::{self, Forest, Tree};
+use crate::record;
+
+/// Writes to one key are serialised by one of these locks (read-modify-write).
+const LOCK_STRIPES: usize = 1024;
+
+/// Names one stored object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObjectKey<'a> {
+    pub partition: u32,
+    pub bucket: &'a [u8],
+    pub key: &'a [u8],
+}
+
+impl ObjectKey<'_> {
+    /// The stored key: `partition BE ‖ bucket length ‖ bucket ‖ key`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(5 + self.bucket.len() + self.key.len());
+        out.extend_from_slice(&self.partition.to_be_bytes());
+        out.push(self.bucket.len() as u8);
+        out.extend_from_slice(self.bucket);
+        out.extend_from_slice(self.key);
+        out
+    }
+}
+
+/// One stored object with its Merkle item hash, as partition scans return it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub bucket: Vec<u8>,
+    pub key: Vec<u8>,
+    pub hash: u64,
+    pub object: Object,
+}
+
+/// A copy kept for another replica, as [`Store::scan_hints`] returns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hint {
+    /// Where a scan resumes after this hint.
+    pub cursor: Vec<u8>,
+    pub partition: u32,
+    pub bucket: Vec<u8>,
+    pub key: Vec<u8>,
+    pub object: Object,
+}
+
+impl Hint {
+    pub fn object_key(&self) -> ObjectKey<'_> {
+        ObjectKey { partition: self.partition, bucket: &self.bucket, key: &self.key }
+    }
+}
+
+fn hint_prefix(target: &str) -> Vec<u8> {
+    let t = target.as_bytes();
+    let t = &t[..t.len().min(255)];
+    let mut out = Vec::with_capacity(1 + t.len());
+    out.push(t.len() as u8);
+    out.extend_from_slice(t);
+    out
+}
+
+fn hint_key(target: &str, key: ObjectKey<'_>) -> Vec<u8> {
+    let mut out = hint_prefix(target);
+    out.extend_from_slice(&key.encode());
+    out
+}
+
+/// Splits a stored data key back into partition, bucket and key.
+pub(crate) fn split_data_key(k: &[u8]) -> Option<(u32, &[u8], &[u8])> {
+    let partition = u32::from_be_bytes(k.get(..4)?.try_into().ok()?);
+    let len = usize::from(*k.get(4)?);
+    let bucket = k.get(5..5 + len)?;
+    let key = k.get(5 + len..)?;
+    Some((partition, bucket, key))
+}
+
+/// Whether a write must be on disk (fsynced) before it is acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// In the journal: survives a process crash, not a power loss.
+    Journal,
+    /// Fsynced, through group commit.
+    Synced,
+}
+
+/// Counters a node exports as metrics.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    pub corrupt_records: AtomicU64,
+    pub syncs: AtomicU64,
+    /// Hints written (or merged into) since the store opened: lets a reader skip
+    /// rescanning the hints when none arrived.
+    pub hints_written: AtomicU64,
+}
+
+pub struct Store {
+    db: Database,
+    data: Keyspace,
+    hints: Keyspace,
+    meta: Keyspace,
+    locks: Box<[Mutex<()>]>,
+    commit: GroupCommit,
+    stats: StoreStats,
+    forest: Mutex<Forest>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("stats", &self.stats).finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store in `path`. A second open of the same path fails.
+    pub fn open(path: &Path) -> Result<Store, Error> {
+        let db = Database::builder(path).open()?;
+        let data = db.keyspace("data", KeyspaceCreateOptions::default)?;
+        let hints = db.keyspace("hints", KeyspaceCreateOptions::default)?;
+        let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
+        let locks = (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect();
+        Ok(Store {
+            db,
+            data,
+            hints,
+            meta,
+            locks,
+            commit: GroupCommit::default(),
+            stats: StoreStats::default(),
+            forest: Mutex::new(Forest::new(merkle::DEFAULT_WIDTH)),
+        })
+    }
+
+    pub fn stats(&self) -> &StoreStats {
+        &self.stats
+    }
+
+    /// Reads one object.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] if the stored record fails its checks (logged and counted);
+    /// callers treat it as missing and repair it.
+    pub fn get(&self, key: ObjectKey<'_>) -> Result<Option<Object>, Error> {
+        let stored = key.encode();
+        match self.data.get(&stored)? {
+            None => Ok(None),
+            Some(bytes) => self.decode(key, &bytes).map(Some),
+        }
+    }
+
+    /// Read-modify-write of one object under its key lock: `f` gets the stored object
+    /// (empty if absent or corrupt) and changes it; the result is written and returned.
+    /// Nothing is written if `f` fails or leaves the object unchanged.
+    pub fn update<T>(
+        &self,
+        key: ObjectKey<'_>,
+        durability: Durability,
+        f: impl FnOnce(&mut Object) -> Result<T, Error>,
+    ) -> Result<(Object, T), Error> {
+        let stored = key.encode();
+        let _guard = self.lock(&stored);
+        let (current, old_hash) = match self.data.get(&stored)? {
+            None => (None, 0),
+            // A corrupt record is replaced by whatever the write brings; repair fills the
+            // rest. It was never counted in the tree (see `rebuild_trees`).
+            Some(bytes) => match self.decode(key, &bytes) {
+                Ok(obj) => (Some(obj), merkle::item_hash(&stored, &bytes)),
+                Err(_) => (None, 0),
+            },
+        };
+        let mut object = current.clone().unwrap_or_default();
+        let out = f(&mut object)?;
+        if current.as_ref() != Some(&object) {
+            let bytes = record::encode(&object);
+            let new_hash = merkle::item_hash(&stored, &bytes);
+            self.data.insert(stored.as_slice(), bytes)?;
+            self.forest().apply(key.partition, &stored, old_hash ^ new_hash);
+        }
+        drop(_guard);
+        if durability == Durability::Synced {
+            self.sync()?;
+        }
+        Ok((object, out))
+    }
+
+    /// Merges a replica's version of an object into ours (DVV rules); returns the result.
+    pub fn merge(
+        &self,
+        key: ObjectKey<'_>,
+        incoming: &Object,
+        durability: Durability,
+    ) -> Result<Object, Error> {
+        self.update(key, durability, |obj| {
+            obj.merge(incoming);
+            Ok(())
+        })
+        .map(|(obj, ())| obj)
+    }
+
+    /// Waits until every write made before this call is fsynced, sharing the fsync with
+    /// concurrent callers (group commit).
+    pub fn sync(&self) -> Result<(), Error> {
+        self.commit.wait(|| {
+            self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+            self.db.persist(PersistMode::SyncData)
+        })?;
+        Ok(())
+    }
+
+    /// A small named value of node state.
+    pub fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.meta.get(name)?.map(|v| v.to_vec()))
+    }
+
+    /// Stores a small named value of node state, fsynced.
+    pub fn meta_put(&self, name: &str, value: &[u8]) -> Result<(), Error> {
+        self.meta.insert(name, value)?;
+        self.sync()
+    }
+
+    /// Bytes the store occupies on disk.
+    pub fn disk_space(&self) -> u64 {
+        self.db.disk_space().unwrap_or(0)
+    }
+
+    /// Approximate number of stored objects.
+    pub fn approximate_objects(&self) -> usize {
+        self.data.approximate_len()
+    }
+
+    /// Removes an object if its record still hashes to `expected` (what every replica
+    /// agreed on); returns whether it did. Used to reap tombstones.
+    pub fn remove_if(&self, key: ObjectKey<'_>, expected: u64) -> Result<bool, Error> {
+        let stored = key.encode();
+        let _guard = self.lock(&stored);
+        let Some(bytes) = self.data.get(&stored)? else {
+            return Ok(false);
+        };
+        if merkle::item_hash(&stored, &bytes) != expected {
+            return Ok(false);
+        }
+        self.data.remove(stored.as_slice())?;
+        self.forest().apply(key.partition, &stored, expected);
+        Ok(true)
+    }
+
+    /// The Merkle item hash of what is stored for a key; `None` if absent or corrupt.
+    pub fn item_hash(&self, key: ObjectKey<'_>) -> Result<Option<u64>, Error> {
+        let stored = key.encode();
+        match self.data.get(&stored)? {
+            Some(bytes) if self.decode(key, &bytes).is_ok() => Ok(Some(merkle::item_hash(&stored, &bytes))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Rebuilds every partition's Merkle tree from a consistent snapshot, while writes go
+    /// on: the writes that land during the scan are kept aside and folded in after it.
+    /// Records that fail their checks are counted, logged and left out of the tree, so an
+    /// exchange sees them as missing and repairs them. Slow (a full scan): call it from a
+    /// background worker.
+    pub fn rebuild_trees(&self) -> Result<(), Error> {
+        let snapshot = {
+            // With every key lock held no write is half done: each lands wholly before
+            // the snapshot (in the scan) or wholly after (in the pending deltas).
+            let _all: Vec<_> =
+                self.locks.iter().map(|l| l.lock().unwrap_or_else(PoisonError::into_inner)).collect();
+            self.forest().start_rebuild();
+            self.db.snapshot()
+        };
+        let width = self.forest().width();
+        let mut scanned: HashMap<u32, Tree> = HashMap::new();
+        for guard in snapshot.iter(&self.data) {
+            let (k, v) = guard.into_inner()?;
+            let Some((partition, bucket, key)) = split_data_key(&k) else { continue };
+            if self.decode(ObjectKey { partition, bucket, key }, &v).is_err() {
+                continue;
+            }
+            scanned
+                .entry(partition)
+                .or_insert_with(|| Tree::new(width))
+                .apply(merkle::leaf_of(&k, width), merkle::item_hash(&k, &v));
+        }
+        self.forest().finish_rebuild(scanned);
+        Ok(())
+    }
+
+    /// A copy of one partition's tree; `None` while a rebuild runs (an exchange then
+    /// waits). A partition that holds nothing here has an empty tree.
+    pub fn tree(&self, partition: u32) -> Option<Tree> {
+        let forest = self.forest();
+        if forest.is_building() {
+            return None;
+        }
+        Some(forest.tree(partition).cloned().unwrap_or_else(|| Tree::new(forest.width())))
+    }
+
+    /// Whether the trees are being rebuilt.
+    pub fn trees_building(&self) -> bool {
+        self.forest().is_building()
+    }
+
+    /// The width of every tree (branches per tree, leaves per branch).
+    pub fn tree_width(&self) -> usize {
+        self.forest().width()
+    }
+
+    /// Every object of `partition` that falls in one of `leaves`, with its item hash.
+    /// Corrupt records are left out (they count as missing). Scans the partition.
+    pub fn leaf_entries(&self, partition: u32, leaves: &[u16]) -> Result<Vec<Entry>, Error> {
+        let width = self.tree_width();
+        let wanted: std::collections::HashSet<usize> = leaves.iter().map(|&l| usize::from(l)).collect();
+        self.scan_partition(partition, |k| wanted.contains(&merkle::leaf_of(k, width)))
+    }
+
+    /// Deleted keys of `partition` whose newest tombstone is older than `before_ms`, at
+    /// most `limit`.
+    pub fn tombstones(&self, partition: u32, before_ms: u64, limit: usize) -> Result<Vec<Entry>, Error> {
+        let mut found = self.scan_partition(partition, |_| true)?;
+        found.retain(|e| e.object.deleted_at_ms().is_some_and(|t| t < before_ms));
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    fn scan_partition(&self, partition: u32, want: impl Fn(&[u8]) -> bool) -> Result<Vec<Entry>, Error> {
+        let mut out = Vec::new();
+        for guard in self.data.prefix(partition.to_be_bytes()) {
+            let (k, v) = guard.into_inner()?;
+            if !want(&k) {
+                continue;
+            }
+            let Some((p, bucket, key)) = split_data_key(&k) else { continue };
+            if let Ok(object) = self.decode(ObjectKey { partition: p, bucket, key }, &v) {
+                out.push(Entry {
+                    bucket: bucket.to_vec(),
+                    key: key.to_vec(),
+                    hash: merkle::item_hash(&k, &v),
+                    object,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn forest(&self) -> std::sync::MutexGuard<'_, Forest> {
+        self.forest.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Merges `object` into the hint kept here for `target` (a replica that missed it).
+    /// Hints are keyed `target length ‖ target ‖ data key`, so one target's hints are one
+    /// prefix scan; they are as durable as any write.
+    pub fn put_hint(&self, target: &str, key: ObjectKey<'_>, object: &Object) -> Result<(), Error> {
+        self.stats.hints_written.fetch_add(1, Ordering::Relaxed);
+        let stored = hint_key(target, key);
+        let _guard = self.lock(&stored);
+        let mut merged = match self.hints.get(&stored)? {
+            Some(bytes) => self.decode(key, &bytes).unwrap_or_default(),
+            None => Object::new(),
+        };
+        let before = merged.clone();
+        merged.merge(object);
+        if merged != before || before == Object::new() {
+            self.hints.insert(stored, record::encode(&merged))?;
+        }
+        Ok(())
+    }
+
+    /// The hint kept for `target` about one key, if any.
+    pub fn get_hint(&self, target: &str, key: ObjectKey<'_>) -> Result<Option<Object>, Error> {
+        match self.hints.get(hint_key(target, key))? {
+            None => Ok(None),
+            Some(bytes) => self.decode(key, &bytes).map(Some),
+        }
+    }
+
+    /// Up to `limit` hints for `target`, in key order, starting after `after` (a
+    /// [`Hint::cursor`] of a previous call).
+    pub fn scan_hints(&self, target: &str, after: Option<&[u8]>, limit: usize) -> Result<Vec<Hint>, Error> {
+        let prefix = hint_prefix(target);
+        let mut out = Vec::new();
+        let start: Vec<u8> = match after {
+            Some(cursor) => {
+                let mut c = cursor.to_vec();
+                c.push(0);
+                c
+            }
+            None => prefix.clone(),
+        };
+        for guard in self.hints.range(start..) {
+            let (k, v) = guard.into_inner()?;
+            if !k.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            let Some((partition, bucket, key)) = split_data_key(&k[prefix.len()..]) else {
+                tracing::error!(target, "malformed hint key: skipped");
+                continue;
+            };
+            let object_key = ObjectKey { partition, bucket, key };
+            match self.decode(object_key, &v) {
+                Ok(object) => out.push(Hint {
+                    cursor: k.to_vec(),
+                    partition,
+                    bucket: bucket.to_vec(),
+                    key: key.to_vec(),
+                    object,
+                }),
+                // A corrupt hint cannot be delivered; anti-entropy covers its key.
+                Err(_) => {
+                    self.hints.remove(k.to_vec())?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes a delivered hint, unless it changed since it was read (a newer write for
+    /// the same target then stays to be delivered).
+    pub fn remove_hint_if_unchanged(
+        &self,
+        target: &str,
+        key: ObjectKey<'_>,
+        delivered: &Object,
+    ) -> Result<bool, Error> {
+        let stored = hint_key(target, key);
+        let _guard = self.lock(&stored);
+        let current = match self.hints.get(&stored)? {
+            None => return Ok(false),
+            Some(bytes) => self.decode(key, &bytes).ok(),
+        };
+        if current.as_ref().is_some_and(|c| c != delivered) {
+            return Ok(false);
+        }
+        self.hints.remove(stored)?;
+        Ok(true)
+    }
+
+    /// Targets that have hints kept here, with how many.
+    pub fn hint_counts(&self) -> Result<Vec<(String, u64)>, Error> {
+        let mut out: Vec<(String, u64)> = Vec::new();
+        for guard in self.hints.iter() {
+            let k = guard.key()?;
+            let Some((&len, rest)) = k.split_first() else { continue };
+            let Some(target) = rest.get(..usize::from(len)) else { continue };
+            let target = String::from_utf8_lossy(target);
+            match out.last_mut() {
+                Some((t, n)) if *t == target => *n += 1,
+                _ => out.push((target.into_owned(), 1)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The stored record bytes of an object, unchecked. For fault injection and tools.
+    #[doc(hidden)]
+    pub fn raw_get(&self, key: ObjectKey<'_>) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.data.get(key.encode())?.map(|v| v.to_vec()))
+    }
+
+    /// Overwrites an object's record bytes, unchecked. For fault injection and tools.
+    #[doc(hidden)]
+    pub fn raw_put(&self, key: ObjectKey<'_>, bytes: &[u8]) -> Result<(), Error> {
+        self.data.insert(key.encode(), bytes)?;
+        self.sync()
+    }
+
+    /// Flushes everything to disk; called on shutdown.
+    pub fn flush(&self) -> Result<(), Error> {
+        self.db.persist(PersistMode::SyncAll)?;
+        Ok(())
+    }
+
+    fn decode(&self, key: ObjectKey<'_>, bytes: &[u8]) -> Result<Object, Error> {
+        record::decode(bytes).map_err(|fault| {
+            self.stats.corrupt_records.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                partition = key.partition,
+                bucket = %String::from_utf8_lossy(key.bucket),
+                key = %String::from_utf8_lossy(key.key),
+                %fault,
+                "corrupt record: not served, left for repair"
+            );
+            Error::Corrupt { partition: key.partition, key: key.key.to_vec(), fault }
+        })
+    }
+
+    fn lock(&self, stored_key: &[u8]) -> std::sync::MutexGuard<'_, ()> {
+        let stripe = xxhash_rust::xxh3::xxh3_64(stored_key) as usize % LOCK_STRIPES;
+        self.locks[stripe].lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}

@@ -1,0 +1,255 @@
+//! Storage conformance: what every store must do, checked on a real fjall directory.
+
+use std::sync::Arc;
+
+use quorumkv_storage::{Actor, Content, Durability, Error, ObjectKey, Store, VersionVector};
+
+const BUCKET: &[u8] = b"users";
+
+fn key(k: &str) -> ObjectKey<'_> {
+    ObjectKey { partition: 7, bucket: BUCKET, key: k.as_bytes() }
+}
+
+fn put(
+    store: &Store,
+    k: &str,
+    ctx: &VersionVector,
+    content: Content,
+    durability: Durability,
+) -> VersionVector {
+    let (obj, _) = store.update(key(k), durability, |obj| obj.update(ctx, Actor(1), content)).expect("write");
+    obj.context().clone()
+}
+
+fn text(s: &str) -> Content {
+    Content::value("text/plain", s.as_bytes().to_vec())
+}
+
+#[test]
+fn put_get_delete_and_tombstone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    assert_eq!(store.get(key("a")).expect("get"), None);
+
+    let ctx = put(&store, "a", &VersionVector::new(), text("one"), Durability::Journal);
+    let obj = store.get(key("a")).expect("get").expect("present");
+    assert_eq!(obj.live(), vec![&text("one")]);
+
+    put(&store, "a", &ctx, Content::tombstone_now(), Durability::Journal);
+    let obj = store.get(key("a")).expect("get").expect("tombstone kept");
+    assert!(obj.is_deleted());
+    assert!(obj.live().is_empty());
+    assert!(!obj.context().is_empty(), "a tombstone keeps its context");
+
+    // Other keys and partitions are untouched.
+    assert_eq!(store.get(ObjectKey { partition: 8, ..key("a") }).expect("get"), None);
+    assert_eq!(store.get(ObjectKey { bucket: b"other", ..key("a") }).expect("get"), None);
+}
+
+#[test]
+fn restart_keeps_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = Store::open(dir.path()).expect("open");
+        for i in 0..100 {
+            put(&store, &format!("k{i}"), &VersionVector::new(), text(&format!("v{i}")), Durability::Journal);
+        }
+        store.meta_put("incarnation", b"42").expect("meta");
+    }
+    let store = Store::open(dir.path()).expect("reopen");
+    for i in 0..100 {
+        let obj = store.get(key(&format!("k{i}"))).expect("get").expect("present after restart");
+        assert_eq!(obj.live(), vec![&text(&format!("v{i}"))]);
+    }
+    assert_eq!(store.meta_get("incarnation").expect("meta").as_deref(), Some(&b"42"[..]));
+}
+
+#[test]
+fn a_flipped_byte_on_disk_is_caught_as_corruption() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = Store::open(dir.path()).expect("open");
+        put(&store, "victim", &VersionVector::new(), text("precious"), Durability::Synced);
+        put(&store, "bystander", &VersionVector::new(), text("fine"), Durability::Synced);
+        let mut raw = store.raw_get(key("victim")).expect("raw").expect("present");
+        let last = raw.len() - 1;
+        raw[last] ^= 0x20;
+        store.raw_put(key("victim"), &raw).expect("raw put");
+    }
+    let store = Store::open(dir.path()).expect("reopen");
+    match store.get(key("victim")) {
+        Err(Error::Corrupt { partition: 7, key, .. }) => assert_eq!(key, b"victim"),
+        other => panic!("expected corruption, got {other:?}"),
+    }
+    assert_eq!(store.stats().corrupt_records.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert!(store.get(key("bystander")).expect("other keys unaffected").is_some());
+
+    // A write (repair) over a corrupt record replaces it.
+    put(&store, "victim", &VersionVector::new(), text("repaired"), Durability::Journal);
+    let obj = store.get(key("victim")).expect("readable again").expect("present");
+    assert_eq!(obj.live(), vec![&text("repaired")]);
+}
+
+#[test]
+fn group_commit_is_durable_and_shares_syncs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let writers = 8;
+    let per_writer = 50;
+    {
+        let store = Arc::new(Store::open(dir.path()).expect("open"));
+        let threads: Vec<_> = (0..writers)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for i in 0..per_writer {
+                        let k = format!("t{t}-{i}");
+                        put(&store, &k, &VersionVector::new(), text(&k), Durability::Synced);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("writer");
+        }
+        let syncs = store.stats().syncs.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(syncs <= (writers * per_writer) as u64, "{syncs}");
+    }
+    let store = Store::open(dir.path()).expect("reopen");
+    for t in 0..writers {
+        for i in 0..per_writer {
+            let k = format!("t{t}-{i}");
+            assert!(store.get(key(&k)).expect("get").is_some(), "{k} lost");
+        }
+    }
+}
+
+#[test]
+fn merge_from_a_replica_keeps_concurrent_versions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    put(&store, "k", &VersionVector::new(), text("local"), Durability::Journal);
+    let mut remote = quorumkv_storage::Object::new();
+    remote.update(&VersionVector::new(), Actor(2), text("remote")).expect("update");
+    let merged = store.merge(key("k"), &remote, Durability::Journal).expect("merge");
+    assert_eq!(merged.live().len(), 2);
+    assert_eq!(store.get(key("k")).expect("get").expect("present"), merged);
+}
+
+#[test]
+fn a_second_open_of_the_same_directory_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _store = Store::open(dir.path()).expect("open");
+    assert!(Store::open(dir.path()).is_err());
+}
+
+#[test]
+fn hints_are_kept_per_target_merged_scanned_and_removed_only_when_unchanged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut first = quorumkv_storage::Object::new();
+    first.update(&VersionVector::new(), Actor(1), text("one")).expect("update");
+    {
+        let store = Store::open(dir.path()).expect("open");
+        for i in 0..10 {
+            store.put_hint("node-b", key(&format!("k{i}")), &first).expect("hint");
+        }
+        store.put_hint("node-c", key("k0"), &first).expect("hint");
+        store.sync().expect("sync");
+    }
+    // Hints survive a restart.
+    let store = Store::open(dir.path()).expect("reopen");
+    assert_eq!(
+        store.hint_counts().expect("counts"),
+        vec![("node-b".to_string(), 10), ("node-c".to_string(), 1)]
+    );
+
+    // Scans page through one target only.
+    let page = store.scan_hints("node-b", None, 4).expect("scan");
+    assert_eq!(page.len(), 4);
+    let rest = store.scan_hints("node-b", Some(&page[3].cursor), 100).expect("scan");
+    assert_eq!(rest.len(), 6);
+    assert!(page.iter().chain(&rest).all(|h| h.object == first && h.partition == 7));
+
+    // A concurrent write merges into the hint; the stale delivered copy does not delete it.
+    let mut second = quorumkv_storage::Object::new();
+    second.update(&VersionVector::new(), Actor(2), text("two")).expect("update");
+    store.put_hint("node-b", key("k0"), &second).expect("hint");
+    let current = store.get_hint("node-b", key("k0")).expect("get").expect("present");
+    assert_eq!(current.live().len(), 2);
+    assert!(!store.remove_hint_if_unchanged("node-b", key("k0"), &first).expect("remove"));
+    assert!(store.remove_hint_if_unchanged("node-b", key("k0"), &current).expect("remove"));
+    assert_eq!(store.get_hint("node-b", key("k0")).expect("get"), None);
+    assert_eq!(store.get_hint("node-c", key("k0")).expect("get"), Some(first));
+}
+
+#[test]
+fn merkle_trees_follow_writes_match_a_rebuild_and_agree_across_replicas() {
+    let (da, db) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let (a, b) = (Store::open(da.path()).expect("open"), Store::open(db.path()).expect("open"));
+    let keys: Vec<String> = (0..300).map(|i| format!("k{i}")).collect();
+    let mut objects = Vec::new();
+    for k in &keys {
+        let mut o = quorumkv_storage::Object::new();
+        o.update(&VersionVector::new(), Actor(1), text(k)).expect("update");
+        objects.push(o);
+    }
+    // Same objects, opposite orders, one replica with an intermediate version in between.
+    for (k, o) in keys.iter().zip(&objects) {
+        a.merge(key(k), o, Durability::Journal).expect("merge");
+    }
+    for (k, o) in keys.iter().zip(&objects).rev() {
+        b.update(key(k), Durability::Journal, |obj| {
+            obj.update(&VersionVector::new(), Actor(9), text("temp"))
+        })
+        .expect("temp");
+        b.remove_if(
+            key(k),
+            b.leaf_entries(7, &all_leaves(&b))
+                .expect("scan")
+                .iter()
+                .find(|e| e.key == k.as_bytes())
+                .expect("entry")
+                .hash,
+        )
+        .expect("remove");
+        b.merge(key(k), o, Durability::Journal).expect("merge");
+    }
+    assert_eq!(a.tree(7), b.tree(7), "equal data, equal trees");
+
+    // A rebuild from storage gives the same tree as the incremental updates.
+    let before = a.tree(7);
+    a.rebuild_trees().expect("rebuild");
+    assert_eq!(a.tree(7), before);
+
+    // One differing key changes exactly one leaf.
+    a.update(key("k5"), Durability::Journal, |obj| obj.update(&VersionVector::new(), Actor(2), text("diff")))
+        .expect("update");
+    let (ta, tb) = (a.tree(7).expect("tree"), b.tree(7).expect("tree"));
+    assert_ne!(ta.root(), tb.root());
+    let branches: Vec<usize> = (0..ta.width()).filter(|&i| ta.branches()[i] != tb.branches()[i]).collect();
+    assert_eq!(branches.len(), 1);
+    let leaves: Vec<usize> =
+        (0..ta.width()).filter(|&i| ta.leaves_of(branches[0])[i] != tb.leaves_of(branches[0])[i]).collect();
+    assert_eq!(leaves.len(), 1);
+    let leaf = (branches[0] * ta.width() + leaves[0]) as u16;
+    let entries = a.leaf_entries(7, &[leaf]).expect("entries");
+    assert!(entries.iter().any(|e| e.key == b"k5"), "the differing key is in the differing leaf");
+    assert!(entries.len() < 10, "a leaf holds a few keys, not the partition: {}", entries.len());
+}
+
+#[test]
+fn a_corrupt_record_is_left_out_of_a_rebuilt_tree() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    put(&store, "good", &VersionVector::new(), text("fine"), Durability::Journal);
+    let clean = store.tree(7).expect("tree");
+    put(&store, "victim", &VersionVector::new(), text("precious"), Durability::Journal);
+    let mut raw = store.raw_get(key("victim")).expect("raw").expect("present");
+    raw[6] ^= 0xff;
+    store.raw_put(key("victim"), &raw).expect("raw put");
+    store.rebuild_trees().expect("rebuild");
+    assert_eq!(store.tree(7), Some(clean), "the corrupt record counts as missing");
+}
+
+fn all_leaves(s: &Store) -> Vec<u16> {
+    (0..(s.tree_width() * s.tree_width()) as u16).collect()
+}

@@ -1,0 +1,78 @@
+//! Several node processes seeded with each other, in one temporary directory.
+
+use crate::process::NodeProcess;
+
+/// A cluster of real node processes. Dropping it kills them all and removes their data.
+#[derive(Debug)]
+pub struct Cluster {
+    pub nodes: Vec<NodeProcess>,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts `n` nodes with `replicas` = N, each seeded with every other node's peer
+    /// address, plus `extra` flags; waits until every node is healthy.
+    pub async fn start(n: usize, replicas: usize, extra: &[&str]) -> Cluster {
+        let dir = tempfile::Builder::new().prefix("quorumkv-test-").tempdir().expect("tempdir");
+        let mut nodes: Vec<NodeProcess> =
+            (0..n).map(|i| NodeProcess::new(&format!("node-{}", i + 1), dir.path(), Vec::new())).collect();
+        let peers: Vec<String> = nodes.iter().map(|p| p.peer.to_string()).collect();
+        for (i, node) in nodes.iter_mut().enumerate() {
+            let mut args = vec!["--replicas".to_string(), replicas.to_string()];
+            for (j, peer) in peers.iter().enumerate() {
+                if i != j {
+                    args.push("--seed".into());
+                    args.push(peer.clone());
+                }
+            }
+            args.extend(extra.iter().map(|s| s.to_string()));
+            node.set_args(args);
+            node.spawn();
+        }
+        for node in nodes.iter_mut() {
+            node.wait_healthy().await;
+        }
+        let cluster = Cluster { nodes, dir };
+        cluster.wait_members(n).await;
+        cluster
+    }
+
+    /// Waits until every running node lists `n` members, all up.
+    pub async fn wait_members(&self, n: usize) {
+        let http = crate::Http::new();
+        for node in self.nodes.iter().filter(|p| p.is_running()) {
+            let url = node.url("/v1/status");
+            let name = node.name.clone();
+            crate::eventually(
+                &format!("{name} sees {n} members up"),
+                std::time::Duration::from_secs(20),
+                || {
+                    let http = http.clone();
+                    let url = url.clone();
+                    async move {
+                        let status = http.get(&url).await.json();
+                        let members = status["members"].as_array()?;
+                        (members.len() == n && members.iter().all(|m| m["state"] == "up")).then_some(())
+                    }
+                },
+            )
+            .await;
+        }
+    }
+
+    /// One node on its own (N = 1), with `extra` flags.
+    pub async fn single(extra: &[&str]) -> Cluster {
+        let dir = tempfile::Builder::new().prefix("quorumkv-test-").tempdir().expect("tempdir");
+        let mut node = NodeProcess::new("node-1", dir.path(), extra.iter().map(|s| s.to_string()).collect());
+        node.start().await;
+        Cluster { nodes: vec![node], dir }
+    }
+
+    pub fn node(&mut self, i: usize) -> &mut NodeProcess {
+        &mut self.nodes[i]
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
