@@ -75,7 +75,6 @@ impl Handoff {
         }
     }
 
-    /// Delivers one batch of `target`'s hints; returns how many were removed.
     /// Delivers the batch of `target`'s hints that follows `cursor`; returns how many
     /// were removed and where the next batch starts (`None`: no more hints).
     async fn deliver_batch(
@@ -128,7 +127,11 @@ impl Handoff {
         Ok((removed, Some(next)))
     }
 
-    async fn refresh_pending(&self) -> Result<BTreeMap<String, u64>, String> {
+    /// Counts the pending hints per target from storage and publishes the counts in
+    /// the status and metrics. The node calls it once before it serves, so a restarted
+    /// node never reports "no hints" while its hints wait for the first delivery round.
+    pub async fn refresh_pending(&self) -> Result<BTreeMap<String, u64>, String> {
+        let written = self.local.store().stats().hints_written.load(Ordering::Relaxed);
         let counts = self.local.run(|s| s.hint_counts()).await.map_err(|e| e.to_string())?;
         let pending: BTreeMap<String, u64> = counts.into_iter().collect();
         let mut progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
@@ -141,6 +144,7 @@ impl Handoff {
             self.metrics.hints_pending.get_or_create(&PeerLabels { peer: target.clone() }).set(*n as i64);
         }
         progress.pending = pending.clone();
+        self.counted_at.store(written, Ordering::Relaxed);
         Ok(pending)
     }
 }
@@ -169,7 +173,6 @@ impl Worker for Handoff {
             return Ok(WorkState::Idle);
         }
         let pending = self.refresh_pending().await?;
-        self.counted_at.store(written, Ordering::Relaxed);
         let mut delivered_any = false;
         for target in pending.keys().map(|t| NodeId(t.clone())) {
             if self.cluster.is_me(&target) || !self.cluster.is_up(&target) {

@@ -34,6 +34,8 @@ pub enum StartError {
     DataDir { dir: String, source: std::io::Error },
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot count the pending hints: {0}")]
+    Hints(String),
 }
 
 /// What every request handler shares.
@@ -154,6 +156,7 @@ pub async fn run(
         metrics.clone(),
         HandoffConfig { batch: config.hint_batch, rate: config.hint_rate, poll: Duration::from_millis(500) },
     ));
+    handoff.refresh_pending().await.map_err(StartError::Hints)?;
     let anti_entropy = Arc::new(AntiEntropy::new(
         local.clone(),
         cluster.clone(),
