@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::Duration;
 
 use bytes::Bytes;
 use quorumkv_storage::{Actor, Content, Durability, Error, Object, ObjectKey, Store, VersionVector};
@@ -72,6 +73,10 @@ impl Lane {
         self.ready.notify_all();
     }
 
+    fn is_stopped(&self) -> bool {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner).stopped
+    }
+
     /// Waits for work and takes up to `max` jobs; `None` once stopped and drained.
     fn take(&self, max: usize) -> Option<Vec<Job>> {
         let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
@@ -132,9 +137,10 @@ impl std::fmt::Debug for LocalStore {
 }
 
 impl LocalStore {
-    /// Starts `threads` storage threads over `store`.
-    /// Starts `threads` storage threads over `store`, plus one for durable writes.
-    pub fn new(store: Arc<Store>, threads: usize) -> LocalStore {
+    /// Starts `threads` storage threads over `store`, plus one for durable writes and,
+    /// with `journal_sync`, one that fsyncs the journal that often when it was written
+    /// to (see [`Store::sync_if_written`]).
+    pub fn new(store: Arc<Store>, threads: usize, journal_sync: Option<Duration>) -> LocalStore {
         let executor = Arc::new(Executor { store, general: Lane::default(), durable: Lane::default() });
         for i in 0..=threads.max(1) {
             let ex = executor.clone();
@@ -149,6 +155,20 @@ impl LocalStore {
             });
             if let Err(e) = spawned {
                 tracing::error!(error = %e, "cannot start a storage thread");
+            }
+        }
+        if let Some(every) = journal_sync {
+            let ex = executor.clone();
+            let spawned = std::thread::Builder::new().name("storage-syncer".into()).spawn(move || {
+                while !ex.general.is_stopped() {
+                    std::thread::sleep(every);
+                    if let Err(e) = ex.store.sync_if_written() {
+                        tracing::error!(error = %e, "periodic journal fsync failed");
+                    }
+                }
+            });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start the journal syncer thread");
             }
         }
         LocalStore { executor }

@@ -106,6 +106,9 @@ struct NodeArgs {
     /// Storage threads [default: 3].
     #[arg(long, env = "QUORUMKV_STORAGE_THREADS")]
     storage_threads: Option<usize>,
+    /// Journal fsync interval in milliseconds when anything was written; 0: off [default: 50].
+    #[arg(long, env = "QUORUMKV_JOURNAL_SYNC_MS")]
+    journal_sync_ms: Option<u64>,
     /// How long shutdown waits for in-flight requests, in milliseconds [default: 10000].
     #[arg(long, env = "QUORUMKV_SHUTDOWN_GRACE_MS")]
     shutdown_grace_ms: Option<u64>,
@@ -155,6 +158,7 @@ impl NodeArgs {
             phi_threshold,
             hint_rate,
             storage_threads,
+            journal_sync_ms,
             hinted_handoff,
             aae_interval_ms,
             aae_rebuild_interval_s,
@@ -294,6 +298,7 @@ mod tests {
             "--hinted-handoff=false",
             "--hint-rate=96",
             "--storage-threads=5",
+            "--journal-sync-ms=91",
             "--shutdown-grace-ms=95",
             "--aae-interval-ms=94",
             "--aae-rebuild-interval-s=93",
@@ -324,6 +329,7 @@ mod tests {
             hinted_handoff: false,
             hint_rate: 96,
             storage_threads: 5,
+            journal_sync_ms: 91,
             shutdown_grace_ms: 95,
             aae_interval_ms: 94,
             aae_rebuild_interval_s: 93,

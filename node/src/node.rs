@@ -139,7 +139,8 @@ pub async fn run(
     };
     let cluster = Arc::new(Cluster::new(me, params, config.seeds.clone(), peers, detector, metrics.clone()));
 
-    let local = LocalStore::new(store.clone(), config.storage_threads);
+    let journal_sync = (config.journal_sync_ms > 0).then(|| Duration::from_millis(config.journal_sync_ms));
+    let local = LocalStore::new(store.clone(), config.storage_threads, journal_sync);
     let background = TaskTracker::new();
     let coordinator = Coordinator::new(
         identity,

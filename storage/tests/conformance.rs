@@ -124,6 +124,24 @@ fn group_commit_is_durable_and_shares_syncs() {
 }
 
 #[test]
+fn the_periodic_sync_fsyncs_only_after_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let syncs = || store.stats().syncs.load(std::sync::atomic::Ordering::Relaxed);
+    // Whatever opening wrote is synced by the first call; after that, nothing new.
+    store.sync_if_written().expect("sync");
+    let before = syncs();
+    assert!(!store.sync_if_written().expect("sync"), "nothing was written");
+    assert_eq!(syncs(), before);
+    put(&store, "a", &VersionVector::new(), text("a"), Durability::Journal);
+    assert!(store.sync_if_written().expect("sync"), "a write must be synced");
+    assert_eq!(syncs(), before + 1);
+    assert!(!store.sync_if_written().expect("sync"), "already synced");
+    store.put_hint("node-2", key("h"), &store.get(key("a")).expect("get").expect("a")).expect("hint");
+    assert!(store.sync_if_written().expect("sync"), "hints are writes too");
+}
+
+#[test]
 fn merge_from_a_replica_keeps_concurrent_versions() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("open");
