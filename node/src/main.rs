@@ -108,7 +108,7 @@ struct NodeArgs {
     /// Tombstone grace period in milliseconds [default: 3600000].
     #[arg(long, env = "QUORUMKV_TOMBSTONE_GRACE_MS")]
     tombstone_grace_ms: Option<u64>,
-    /// Storage threads [default: 3].
+    /// Storage threads [default: half the cores, at least 1].
     #[arg(long, env = "QUORUMKV_STORAGE_THREADS")]
     storage_threads: Option<usize>,
     /// Journal fsync interval in milliseconds when anything was written; 0: off [default: 50].
