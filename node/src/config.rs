@@ -78,8 +78,9 @@ pub struct Config {
     pub aae_interval_ms: u64,
     /// Merkle trees are rebuilt from storage this often (seconds); also at start.
     pub aae_rebuild_interval_s: u64,
-    /// A tombstone younger than this (milliseconds) is never reaped. It must outlast the
-    /// time hints wait for delivery.
+    /// A tombstone younger than this (milliseconds) is never reaped. Hints older than
+    /// this are dropped, not delivered, so they cannot bring back a reaped delete; it
+    /// should outlast the outages hints are meant to cover.
     pub tombstone_grace_ms: u64,
 }
 

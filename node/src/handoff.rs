@@ -159,6 +159,7 @@ impl Worker for Handoff {
         json!({
             "pending": progress.pending,
             "delivered": self.delivered.load(Ordering::Relaxed),
+            "expired": self.local.store().stats().hints_expired.load(Ordering::Relaxed),
             "last_error": progress.last_error,
         })
     }

@@ -58,6 +58,7 @@ pub struct Metrics {
     pub aae_bytes: Counter,
     pub tombstones_reaped: Counter,
     corrupt_records: Gauge,
+    hints_expired: Gauge,
     storage_bytes: Gauge,
     storage_syncs: Gauge,
 }
@@ -164,6 +165,12 @@ impl Metrics {
             "Stored records that failed their checksum",
             corrupt_records.clone(),
         );
+        let hints_expired = Gauge::default();
+        registry.register(
+            "hints_expired",
+            "Hints dropped undelivered because they outlived the tombstone grace period",
+            hints_expired.clone(),
+        );
         let storage_bytes = Gauge::default();
         registry.register("storage_bytes", "Bytes the store occupies on disk", storage_bytes.clone());
         let storage_syncs = Gauge::default();
@@ -187,6 +194,7 @@ impl Metrics {
             aae_bytes,
             tombstones_reaped,
             corrupt_records,
+            hints_expired,
             storage_bytes,
             storage_syncs,
         }
@@ -209,6 +217,7 @@ impl Metrics {
         let stats = store.stats();
         self.corrupt_records.set(stats.corrupt_records.load(Ordering::Relaxed) as i64);
         self.storage_syncs.set(stats.syncs.load(Ordering::Relaxed) as i64);
+        self.hints_expired.set(stats.hints_expired.load(Ordering::Relaxed) as i64);
         self.storage_bytes.set(store.disk_space() as i64);
         let mut out = String::new();
         // Writing into a String cannot fail.

@@ -109,6 +109,9 @@ pub async fn run(
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|source| StartError::DataDir { dir: config.data_dir.display().to_string(), source })?;
     let store = Arc::new(Store::open(&config.data_dir).map_err(storage_err)?);
+    // A hint that outlived the tombstone grace period may hold a version a reaped
+    // tombstone superseded: it is dropped rather than delivered (anti-entropy repairs).
+    store.set_hint_ttl(Some(Duration::from_millis(config.tombstone_grace_ms)));
     let identity = identity(&store, config.node_id.as_deref()).map_err(storage_err)?;
     tracing::info!(node_id = %identity.node_id, incarnation = identity.incarnation, "node starting");
 

@@ -62,6 +62,8 @@ pub struct Hint {
     pub bucket: Vec<u8>,
     pub key: Vec<u8>,
     pub object: Object,
+    /// When the first of its versions was kept here, in milliseconds since the epoch.
+    pub kept_since_ms: u64,
 }
 
 impl Hint {
@@ -83,6 +85,20 @@ fn hint_key(target: &str, key: ObjectKey<'_>) -> Vec<u8> {
     let mut out = hint_prefix(target);
     out.extend_from_slice(&key.encode());
     out
+}
+
+/// A hint's stored value: when it was first kept (milliseconds since the epoch, 8 bytes
+/// big-endian), then the object's record.
+fn hint_value(kept_since_ms: u64, object: &Object) -> Vec<u8> {
+    let record = record::encode(object);
+    let mut out = Vec::with_capacity(8 + record.len());
+    out.extend_from_slice(&kept_since_ms.to_be_bytes());
+    out.extend_from_slice(&record);
+    out
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Splits a stored data key back into partition, bucket and key.
@@ -111,6 +127,8 @@ pub struct StoreStats {
     /// Hints written (or merged into) since the store opened: lets a reader skip
     /// rescanning the hints when none arrived.
     pub hints_written: AtomicU64,
+    /// Hints dropped undelivered because they outlived the hint TTL.
+    pub hints_expired: AtomicU64,
 }
 
 pub struct Store {
@@ -124,6 +142,8 @@ pub struct Store {
     forest: Mutex<Forest>,
     /// The journal sequence number the last [`Store::sync_if_written`] saw.
     synced_seqno: AtomicU64,
+    /// Hints older than this many milliseconds are dropped, not delivered (0: never).
+    hint_ttl_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
@@ -150,6 +170,7 @@ impl Store {
             stats: StoreStats::default(),
             forest: Mutex::new(Forest::new(merkle::DEFAULT_WIDTH)),
             synced_seqno: AtomicU64::new(0),
+            hint_ttl_ms: AtomicU64::new(0),
         })
     }
 
@@ -384,36 +405,77 @@ impl Store {
         self.forest.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Sets how old a hint may grow before it is dropped instead of delivered (`None`:
+    /// never). The node sets it to the tombstone grace period: a tombstone is reaped no
+    /// sooner than that after its delete, so a hint younger than it cannot carry a
+    /// version that a reaped tombstone superseded, and an older one might (delivering it
+    /// would bring a deleted key back). Anti-entropy repairs what a dropped hint held.
+    pub fn set_hint_ttl(&self, ttl: Option<std::time::Duration>) {
+        let ms = ttl.map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1));
+        self.hint_ttl_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn hint_expired(&self, kept_since_ms: u64, now_ms: u64) -> bool {
+        let ttl = self.hint_ttl_ms.load(Ordering::Relaxed);
+        ttl > 0 && now_ms.saturating_sub(kept_since_ms) > ttl
+    }
+
+    /// Splits a stored hint value into when it was first kept and its object.
+    fn decode_hint(&self, key: ObjectKey<'_>, bytes: &[u8]) -> Result<(u64, Object), Error> {
+        // Too short for a time stamp: decoding it as a record reports it as corrupt.
+        let (since, record) =
+            bytes.split_first_chunk::<8>().map_or((0, bytes), |(s, r)| (u64::from_be_bytes(*s), r));
+        Ok((since, self.decode(key, record)?))
+    }
+
     /// Merges `object` into the hint kept here for `target` (a replica that missed it).
     /// Hints are keyed `target length ‖ target ‖ data key`, so one target's hints are one
-    /// prefix scan; they are as durable as any write.
+    /// prefix scan; they are as durable as any write. A hint keeps the time its first
+    /// version was kept, which is what its expiry counts from.
     pub fn put_hint(&self, target: &str, key: ObjectKey<'_>, object: &Object) -> Result<(), Error> {
+        self.put_hint_at(target, key, object, now_ms())
+    }
+
+    /// [`Store::put_hint`] as if the time were `now_ms` (milliseconds since the epoch).
+    #[doc(hidden)]
+    pub fn put_hint_at(
+        &self,
+        target: &str,
+        key: ObjectKey<'_>,
+        object: &Object,
+        now_ms: u64,
+    ) -> Result<(), Error> {
         self.stats.hints_written.fetch_add(1, Ordering::Relaxed);
         let stored = hint_key(target, key);
         let _guard = self.lock(&stored);
-        let mut merged = match self.hints.get(&stored)? {
-            Some(bytes) => self.decode(key, &bytes).unwrap_or_default(),
-            None => Object::new(),
+        let (since, mut merged) = match self.hints.get(&stored)? {
+            Some(bytes) => self.decode_hint(key, &bytes).unwrap_or((now_ms, Object::new())),
+            None => (now_ms, Object::new()),
         };
         let before = merged.clone();
         merged.merge(object);
         if merged != before || before == Object::new() {
-            self.hints.insert(stored, record::encode(&merged))?;
+            self.hints.insert(stored, hint_value(since, &merged))?;
         }
         Ok(())
     }
 
-    /// The hint kept for `target` about one key, if any.
+    /// The hint kept for `target` about one key, if any and not expired.
     pub fn get_hint(&self, target: &str, key: ObjectKey<'_>) -> Result<Option<Object>, Error> {
         match self.hints.get(hint_key(target, key))? {
             None => Ok(None),
-            Some(bytes) => self.decode(key, &bytes).map(Some),
+            Some(bytes) => {
+                let (since, object) = self.decode_hint(key, &bytes)?;
+                Ok((!self.hint_expired(since, now_ms())).then_some(object))
+            }
         }
     }
 
     /// Up to `limit` hints for `target`, in key order, starting after `after` (a
-    /// [`Hint::cursor`] of a previous call).
+    /// [`Hint::cursor`] of a previous call). Expired hints (see [`Store::set_hint_ttl`])
+    /// are deleted on the way and counted in [`StoreStats::hints_expired`].
     pub fn scan_hints(&self, target: &str, after: Option<&[u8]>, limit: usize) -> Result<Vec<Hint>, Error> {
+        let now = now_ms();
         let prefix = hint_prefix(target);
         let mut out = Vec::new();
         let start: Vec<u8> = match after {
@@ -434,13 +496,17 @@ impl Store {
                 continue;
             };
             let object_key = ObjectKey { partition, bucket, key };
-            match self.decode(object_key, &v) {
-                Ok(object) => out.push(Hint {
+            match self.decode_hint(object_key, &v) {
+                Ok((since, _)) if self.hint_expired(since, now) => {
+                    self.remove_expired_hint(&k, object_key, now)?;
+                }
+                Ok((kept_since_ms, object)) => out.push(Hint {
                     cursor: k.to_vec(),
                     partition,
                     bucket: bucket.to_vec(),
                     key: key.to_vec(),
                     object,
+                    kept_since_ms,
                 }),
                 // A corrupt hint cannot be delivered; anti-entropy covers its key.
                 Err(_) => {
@@ -449,6 +515,25 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Deletes the hint stored under `stored` if it is (still) expired.
+    fn remove_expired_hint(&self, stored: &[u8], key: ObjectKey<'_>, now: u64) -> Result<(), Error> {
+        let _guard = self.lock(stored);
+        let Some(bytes) = self.hints.get(stored)? else { return Ok(()) };
+        if let Ok((since, _)) = self.decode_hint(key, &bytes)
+            && !self.hint_expired(since, now)
+        {
+            return Ok(());
+        }
+        self.hints.remove(stored.to_vec())?;
+        self.stats.hints_expired.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            partition = key.partition,
+            key = %String::from_utf8_lossy(key.key),
+            "dropped a hint older than the hint TTL (the tombstone grace period); anti-entropy repairs its key"
+        );
+        Ok(())
     }
 
     /// Deletes a delivered hint, unless it changed since it was read (a newer write for
@@ -463,7 +548,7 @@ impl Store {
         let _guard = self.lock(&stored);
         let current = match self.hints.get(&stored)? {
             None => return Ok(false),
-            Some(bytes) => self.decode(key, &bytes).ok(),
+            Some(bytes) => self.decode_hint(key, &bytes).ok().map(|(_, o)| o),
         };
         if current.as_ref().is_some_and(|c| c != delivered) {
             return Ok(false);

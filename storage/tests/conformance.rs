@@ -142,6 +142,43 @@ fn the_periodic_sync_fsyncs_only_after_writes() {
 }
 
 #[test]
+fn hints_older_than_the_ttl_are_dropped_not_delivered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    store.set_hint_ttl(Some(std::time::Duration::from_secs(5)));
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64;
+    put(&store, "v", &VersionVector::new(), text("v"), Durability::Journal);
+    let object = store.get(key("v")).expect("get").expect("v");
+    // Kept 10 s ago: expired. A later version merged into it does not make it young:
+    // the hint still holds what it held 10 s ago.
+    store.put_hint_at("node-b", key("old"), &object, now - 10_000).expect("hint");
+    let mut newer = object.clone();
+    newer.update(object.context(), Actor(2), text("newer")).expect("update");
+    store.put_hint("node-b", key("old"), &newer).expect("hint");
+    // Kept 1 s ago: alive.
+    store.put_hint_at("node-b", key("young"), &object, now - 1_000).expect("hint");
+
+    assert_eq!(store.get_hint("node-b", key("old")).expect("get"), None, "an expired hint is not read");
+    assert_eq!(store.get_hint("node-b", key("young")).expect("get"), Some(object.clone()));
+    let hints = store.scan_hints("node-b", None, 10).expect("scan");
+    assert_eq!(hints.len(), 1, "{hints:?}");
+    assert_eq!(hints[0].key, b"young");
+    assert_eq!(hints[0].kept_since_ms, now - 1_000);
+    assert_eq!(store.stats().hints_expired.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(
+        store.hint_counts().expect("counts"),
+        vec![("node-b".to_string(), 1)],
+        "the expired one is gone"
+    );
+
+    // Without a TTL nothing expires.
+    store.set_hint_ttl(None);
+    store.put_hint_at("node-b", key("ancient"), &object, 1).expect("hint");
+    assert_eq!(store.scan_hints("node-b", None, 10).expect("scan").len(), 2);
+}
+
+#[test]
 fn merge_from_a_replica_keeps_concurrent_versions() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("open");

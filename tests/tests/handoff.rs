@@ -213,3 +213,39 @@ async fn a_paused_node_is_marked_down_then_up_and_catches_up() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_hint_older_than_the_grace_period_is_dropped_and_anti_entropy_repairs_instead() {
+    // A hint that outlived the tombstone grace period could carry a version a reaped
+    // tombstone superseded; it is dropped, and anti-entropy brings the key instead.
+    let mut c = Cluster::start(3, 3, &["--tombstone-grace-ms", "1500", "--aae-interval-ms", "1000"]).await;
+    let http = Http::new();
+    c.node(2).kill9();
+    for i in 0..200 {
+        let r = http.put(&c.nodes[0].kv("ex", &format!("k{i}"), "w=2"), &[], format!("v{i}")).await;
+        assert_eq!(r.status, 204, "{}", r.text());
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    c.node(2).start().await;
+    eventually("node-1 dropped its expired hints", Duration::from_secs(30), || async {
+        (metric(&http, &c.nodes[0], "quorumkv_hints_expired").await >= 200.0).then_some(())
+    })
+    .await;
+    wait_no_hints(&http, &c, Duration::from_secs(30)).await;
+    assert_eq!(
+        metric(&http, &c.nodes[0], "quorumkv_hints_delivered_total").await,
+        0.0,
+        "an expired hint was delivered"
+    );
+    eventually("node-3 has every key from anti-entropy", Duration::from_secs(60), || async {
+        for i in 0..200 {
+            if local_value(&http, &c.nodes[2], "ex", &format!("k{i}")).await.as_deref()
+                != Some(format!("v{i}").as_str())
+            {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+}
