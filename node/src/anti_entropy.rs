@@ -20,11 +20,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use quorumkv_ring::NodeId;
-use quorumkv_storage::{Durability, Entry, ObjectKey};
+use quorumkv_storage::{Durability, Entry, ObjectKey, unix_ms};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -81,10 +81,6 @@ impl std::fmt::Debug for AntiEntropy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AntiEntropy").field("config", &self.config).finish_non_exhaustive()
     }
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 impl AntiEntropy {

@@ -133,12 +133,14 @@ impl Content {
 
     /// A tombstone stamped now.
     pub fn tombstone_now() -> Content {
-        let ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        Content::Tombstone { deleted_at_ms: ms }
+        Content::Tombstone { deleted_at_ms: unix_ms() }
     }
+}
+
+/// Milliseconds since the Unix epoch on this node's clock: what tombstones and hints are
+/// stamped with, and what the tombstone grace period is measured against.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

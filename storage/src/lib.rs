@@ -20,7 +20,7 @@ pub mod record;
 pub mod store;
 pub mod token;
 
-pub use causal::{Actor, Content, Dot, Object, SIBLING_LIMIT, SIBLING_WARN, Sibling, VersionVector};
+pub use causal::{Actor, Content, Dot, Object, SIBLING_LIMIT, SIBLING_WARN, Sibling, VersionVector, unix_ms};
 pub use error::Error;
 pub use merkle::Tree;
 pub use store::{Durability, Entry, Hint, ObjectKey, Store, StoreStats};

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 
 use crate::Error;
-use crate::causal::Object;
+use crate::causal::{Object, unix_ms};
 use crate::commit::GroupCommit;
 use crate::merkle::{self, Forest, Tree};
 use crate::record;
@@ -95,10 +95,6 @@ fn hint_value(kept_since_ms: u64, object: &Object) -> Vec<u8> {
     out.extend_from_slice(&kept_since_ms.to_be_bytes());
     out.extend_from_slice(&record);
     out
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Splits a stored data key back into partition, bucket and key.
@@ -433,7 +429,7 @@ impl Store {
     /// prefix scan; they are as durable as any write. A hint keeps the time its first
     /// version was kept, which is what its expiry counts from.
     pub fn put_hint(&self, target: &str, key: ObjectKey<'_>, object: &Object) -> Result<(), Error> {
-        self.put_hint_at(target, key, object, now_ms())
+        self.put_hint_at(target, key, object, unix_ms())
     }
 
     /// [`Store::put_hint`] as if the time were `now_ms` (milliseconds since the epoch).
@@ -466,7 +462,7 @@ impl Store {
             None => Ok(None),
             Some(bytes) => {
                 let (since, object) = self.decode_hint(key, &bytes)?;
-                Ok((!self.hint_expired(since, now_ms())).then_some(object))
+                Ok((!self.hint_expired(since, unix_ms())).then_some(object))
             }
         }
     }
@@ -475,7 +471,7 @@ impl Store {
     /// [`Hint::cursor`] of a previous call). Expired hints (see [`Store::set_hint_ttl`])
     /// are deleted on the way and counted in [`StoreStats::hints_expired`].
     pub fn scan_hints(&self, target: &str, after: Option<&[u8]>, limit: usize) -> Result<Vec<Hint>, Error> {
-        let now = now_ms();
+        let now = unix_ms();
         let prefix = hint_prefix(target);
         let mut out = Vec::new();
         let start: Vec<u8> = match after {
