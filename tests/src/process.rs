@@ -150,9 +150,17 @@ impl NodeProcess {
         child.wait().expect("wait")
     }
 
-    /// SIGSTOP: the process stays, answers nothing.
+    /// SIGSTOP: the process stays, answers nothing. Returns once every thread of it has
+    /// stopped: the stop reaches each thread only when the kernel next schedules it, and
+    /// on a loaded machine one could otherwise still answer a request sent after this.
     pub fn pause(&self) {
         self.signal(libc::SIGSTOP);
+        let tasks = format!("/proc/{}/task", self.pid());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !all_threads_stopped(&tasks) {
+            assert!(std::time::Instant::now() < deadline, "{} did not stop within 10 s", self.name);
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 
     /// SIGCONT after [`pause`](Self::pause).
@@ -183,4 +191,16 @@ impl Drop for NodeProcess {
         }
         self.kill9();
     }
+}
+
+/// Whether every thread listed under `/proc/PID/task` is stopped (state `T` or `t`).
+fn all_threads_stopped(tasks: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir(tasks) else { return false };
+    entries.flatten().all(|task| {
+        // The state follows the parenthesised command name, which may contain spaces.
+        std::fs::read_to_string(task.path().join("stat"))
+            .ok()
+            .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with(['T', 't'])))
+            .unwrap_or(true)
+    })
 }
