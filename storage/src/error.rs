@@ -22,6 +22,10 @@ pub enum Error {
     /// The storage boundary stopped (shutdown) or a storage task panicked.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// A key the stored layout cannot hold: an empty or longer than 255-byte bucket, an
+    /// empty key. Refused before anything is written.
+    #[error("invalid key: {0}")]
+    InvalidKey(String),
     /// A causal context token that does not decode.
     #[error("causal context token is invalid: {0}")]
     BadContext(String),

@@ -33,6 +33,29 @@ pub struct ObjectKey<'a> {
 }
 
 impl ObjectKey<'_> {
+    /// Longest bucket the stored layout holds (its length is one byte).
+    pub const MAX_BUCKET_BYTES: usize = 255;
+
+    /// Checks that the stored layout can hold this key: a bucket of 1 to 255 bytes and a
+    /// key of at least one byte. Every write checks it, so a bucket length can never be
+    /// truncated into the length byte and alias another key.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] naming what is wrong.
+    pub fn check(&self) -> Result<(), Error> {
+        if self.bucket.is_empty() || self.bucket.len() > Self::MAX_BUCKET_BYTES {
+            return Err(Error::InvalidKey(format!(
+                "a bucket is 1 to {} bytes, this one is {}",
+                Self::MAX_BUCKET_BYTES,
+                self.bucket.len()
+            )));
+        }
+        if self.key.is_empty() {
+            return Err(Error::InvalidKey("a key is at least one byte".into()));
+        }
+        Ok(())
+    }
+
     /// The stored key: `partition BE ‖ bucket length ‖ bucket ‖ key`.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(5 + self.bucket.len() + self.key.len());
@@ -196,6 +219,7 @@ impl Store {
         durability: Durability,
         f: impl FnOnce(&mut Object) -> Result<T, Error>,
     ) -> Result<(Object, T), Error> {
+        key.check()?;
         let stored = key.encode();
         let _guard = self.lock(&stored);
         let (current, old_hash) = match self.data.get(&stored)? {
@@ -441,6 +465,13 @@ impl Store {
         object: &Object,
         now_ms: u64,
     ) -> Result<(), Error> {
+        key.check()?;
+        if target.is_empty() || target.len() > ObjectKey::MAX_BUCKET_BYTES {
+            return Err(Error::InvalidKey(format!(
+                "a hint's target is 1 to 255 bytes, this one is {}",
+                target.len()
+            )));
+        }
         self.stats.hints_written.fetch_add(1, Ordering::Relaxed);
         let stored = hint_key(target, key);
         let _guard = self.lock(&stored);

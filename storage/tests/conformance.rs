@@ -47,6 +47,32 @@ fn put_get_delete_and_tombstone() {
 }
 
 #[test]
+fn a_key_the_layout_cannot_hold_is_refused_and_aliases_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    // 256 bytes of bucket: its length would not fit the length byte. Truncated to 0 it
+    // would alias bucket "" + key "bbbb…"; the write must fail instead.
+    let long = vec![b'b'; 256];
+    let bad = ObjectKey { partition: 7, bucket: &long, key: b"k" };
+    let incoming = {
+        let mut o = quorumkv_storage::Object::new();
+        o.update(&VersionVector::new(), Actor(1), text("x")).expect("update");
+        o
+    };
+    assert!(matches!(store.merge(bad, &incoming, Durability::Journal), Err(Error::InvalidKey(_))));
+    assert!(matches!(store.put_hint("node-2", bad, &incoming), Err(Error::InvalidKey(_))));
+    let empty = ObjectKey { partition: 7, bucket: b"", key: b"k" };
+    assert!(matches!(store.merge(empty, &incoming, Durability::Journal), Err(Error::InvalidKey(_))));
+    assert!(matches!(store.put_hint(&"n".repeat(256), key("a"), &incoming), Err(Error::InvalidKey(_))));
+    assert_eq!(store.approximate_objects(), 0, "nothing was stored");
+    // 255 bytes is the longest bucket, and it works.
+    let longest = vec![b'b'; 255];
+    let ok = ObjectKey { partition: 7, bucket: &longest, key: b"k" };
+    store.merge(ok, &incoming, Durability::Journal).expect("a 255-byte bucket is fine");
+    assert_eq!(store.get(ok).expect("get"), Some(incoming));
+}
+
+#[test]
 fn restart_keeps_data() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
