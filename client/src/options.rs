@@ -1,67 +1,12 @@
 //! Per-request consistency and deadline settings, with per-client defaults.
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use crate::error::Error;
 
-/// How many replicas a read must hear from (`r`) or a write must be acknowledged by (`w`).
-///
-/// The node resolves it against the cluster's N: [`One`](Quorum::One) is 1,
-/// [`Majority`](Quorum::Majority) is `N / 2 + 1`, [`All`](Quorum::All) is N. A
-/// [`Count`](Quorum::Count) outside `1..=N` is refused with [`Error::InvalidInput`], never
-/// clamped.
-///
-/// ```
-/// use quorumkv_client::Quorum;
-///
-/// assert_eq!("quorum".parse::<Quorum>().unwrap(), Quorum::Majority);
-/// assert_eq!("2".parse::<Quorum>().unwrap(), Quorum::Count(2));
-/// assert_eq!(Quorum::All.to_string(), "all");
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Quorum {
-    /// One replica.
-    One,
-    /// A majority of the N replicas: the API's `quorum`.
-    Majority,
-    /// Every one of the N replicas.
-    All,
-    /// Exactly this many replicas (1 to N).
-    Count(usize),
-}
-
-impl fmt::Display for Quorum {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Quorum::One => f.write_str("one"),
-            Quorum::Majority => f.write_str("quorum"),
-            Quorum::All => f.write_str("all"),
-            Quorum::Count(n) => write!(f, "{n}"),
-        }
-    }
-}
-
-impl FromStr for Quorum {
-    type Err = Error;
-
-    /// Parses the API's spelling: `one`, `quorum`, `all` or a number from 1.
-    fn from_str(s: &str) -> Result<Quorum, Error> {
-        match s {
-            "one" => Ok(Quorum::One),
-            "quorum" => Ok(Quorum::Majority),
-            "all" => Ok(Quorum::All),
-            n => match n.parse::<usize>() {
-                Ok(n) if n >= 1 => Ok(Quorum::Count(n)),
-                _ => Err(Error::invalid(
-                    "invalid_parameter",
-                    format!("`{s}` is not a replica count: expected one, quorum, all or a number from 1"),
-                )),
-            },
-        }
-    }
-}
+/// How many replicas a read (`r`) or a write (`w`) waits for: the node's own
+/// definition, so the client accepts and refuses exactly what the node does.
+pub use quorumkv_ring::Quorum;
 
 /// The tunables of one request. `None` means "use the client's default", and where the
 /// client has none either, the node's configured default (API.md).
@@ -110,10 +55,10 @@ impl Options {
     /// Checks what can be checked without knowing N.
     pub(crate) fn validate(&self) -> Result<(), Error> {
         for (name, q) in [("r", self.r), ("w", self.w)] {
-            if q == Some(Quorum::Count(0)) {
+            if let Some(Quorum::Count(0)) = q {
                 return Err(Error::invalid(
                     "invalid_parameter",
-                    format!("`{name}=0`: a replica count is at least 1"),
+                    format!("`{name}=0`: {}", quorumkv_ring::QuorumError::Spelling("0".into())),
                 ));
             }
         }

@@ -49,6 +49,8 @@
 //! - [`hash`] — the stable key hash and the key → partition mapping.
 //! - [`ring`] — [`NodeId`], [`RingParams`], [`Ring`] (build, join, leave,
 //!   wire form) and [`PartitionChange`].
+//! - [`quorum`] — [`Quorum`]: `r` and `w` as clients spell them, resolved against
+//!   N (one rule for the node, the client and the CLI).
 //! - [`error`] — [`RingError`].
 //! - `placement` (private) — the `hashring` tokens and the clockwise walk of
 //!   every partition.
@@ -59,8 +61,10 @@ mod claim;
 pub mod error;
 pub mod hash;
 mod placement;
+pub mod quorum;
 pub mod ring;
 
 pub use error::RingError;
 pub use hash::{key_hash, key_partition, partition_of};
+pub use quorum::{Quorum, QuorumError};
 pub use ring::{MAX_MEMBERS, MAX_PARTITIONS, MAX_VNODES, NodeId, PartitionChange, Ring, RingParams};
