@@ -22,17 +22,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bytes::Bytes;
 use quorumkv_ring::NodeId;
-use quorumkv_storage::{Durability, Entry, ObjectKey, unix_ms};
+use quorumkv_storage::{Durability, Entry, unix_ms};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::cluster::Cluster;
-use crate::local::{Key, LocalStore};
+use crate::error::Error;
+use crate::key::Key;
+use crate::local::LocalStore;
 use crate::metrics::Metrics;
 use crate::peer::wire::{Item, KeyHash, Request, Response};
+use crate::replica::Replicas;
 use crate::worker::{WorkState, Worker};
 
 /// How anti-entropy runs.
@@ -65,9 +67,13 @@ struct State {
     last_rebuild: Option<Instant>,
     last_rebuild_unix_ms: u64,
     last_error: Option<String>,
+    /// The roots of this node's trees as of the last exchange or rebuild.
+    roots: BTreeMap<u32, u64>,
+    building: bool,
 }
 
 pub struct AntiEntropy {
+    replicas: Replicas,
     local: LocalStore,
     cluster: Arc<Cluster>,
     metrics: Arc<Metrics>,
@@ -84,15 +90,11 @@ impl std::fmt::Debug for AntiEntropy {
 }
 
 impl AntiEntropy {
-    pub fn new(
-        local: LocalStore,
-        cluster: Arc<Cluster>,
-        metrics: Arc<Metrics>,
-        config: AntiEntropyConfig,
-    ) -> AntiEntropy {
+    pub fn new(replicas: Replicas, metrics: Arc<Metrics>, config: AntiEntropyConfig) -> AntiEntropy {
         AntiEntropy {
-            local,
-            cluster,
+            local: replicas.local().clone(),
+            cluster: replicas.cluster().clone(),
+            replicas,
             metrics,
             config,
             state: Mutex::default(),
@@ -120,24 +122,22 @@ impl AntiEntropy {
         queued
     }
 
-    /// The root of this node's tree for `partition`, for status and convergence checks.
-    fn roots(&self) -> BTreeMap<u32, String> {
-        let ring = self.cluster.ring();
-        let store = self.local.store();
-        ring.partitions_of(&self.cluster.my_id())
-            .into_iter()
-            .filter_map(|p| store.tree(p).map(|t| (p, format!("{:016x}", t.root()))))
-            .collect()
+    /// Refreshes the cached roots of the partitions this node holds.
+    async fn refresh_roots(&self) -> Result<(), Error> {
+        let owned = self.cluster.ring().partitions_of(&self.cluster.my_id());
+        let roots = self.local.roots(owned).await?;
+        self.state().roots = roots.into_iter().collect();
+        Ok(())
     }
 
-    async fn rebuild(&self) -> Result<(), String> {
-        let store = self.local.store().clone();
+    async fn rebuild(&self) -> Result<(), Error> {
         let started = std::time::Instant::now();
-        tokio::task::spawn_blocking(move || store.rebuild_trees())
-            .await
-            .map_err(|e| format!("tree rebuild panicked: {e}"))?
-            .map_err(|e| format!("tree rebuild failed: {e}"))?;
+        self.state().building = true;
+        let rebuilt = self.local.rebuild_trees().await;
+        self.state().building = false;
+        rebuilt?;
         tracing::info!(ms = started.elapsed().as_millis() as u64, "merkle trees rebuilt from storage");
+        self.refresh_roots().await?;
         let mut st = self.state();
         st.last_rebuild = Some(Instant::now());
         st.last_rebuild_unix_ms = unix_ms();
@@ -159,7 +159,7 @@ impl AntiEntropy {
     }
 
     /// Exchanges `partition` with every other primary that is up, then reaps what can be.
-    async fn sync_partition(&self, partition: u32) -> Result<(), String> {
+    async fn sync_partition(&self, partition: u32) -> Result<(), Error> {
         let ring = self.cluster.ring();
         let peers: Vec<NodeId> =
             ring.primaries(partition).iter().filter(|n| !self.cluster.is_me(n)).cloned().collect();
@@ -183,7 +183,9 @@ impl AntiEntropy {
         self.metrics.aae_exchanges.inc();
         self.metrics.aae_keys_repaired.inc_by(repaired);
         self.metrics.aae_bytes.inc_by(bytes);
+        let root = self.local.roots(vec![partition]).await?;
         let mut st = self.state();
+        st.roots.extend(root);
         let p = st.partitions.entry(partition).or_default();
         p.last_exchange_unix_ms = unix_ms();
         p.keys_repaired += repaired;
@@ -192,20 +194,18 @@ impl AntiEntropy {
         Ok(())
     }
 
-    async fn call(&self, peer: &NodeId, req: &Request) -> Result<(Response, u64), String> {
-        let addr = self.cluster.peer_addr(peer).ok_or_else(|| format!("no address for {peer}"))?;
+    async fn call(&self, peer: &NodeId, req: &Request) -> Result<(Response, u64), Error> {
         let deadline = Instant::now() + Duration::from_secs(30);
-        match self.cluster.peers().call_counted(&addr, req, deadline).await {
-            Ok((Response::Error(e), _)) => Err(format!("{peer}: {e}")),
-            Ok((r, n)) => Ok((r, n as u64)),
-            Err(e) => Err(format!("{peer}: {e}")),
-        }
+        self.replicas
+            .request(peer, req, deadline)
+            .await
+            .map_err(|e| Error::Unavailable(format!("{peer}: {e}")))
     }
 
     /// One exchange of one partition with one peer.
-    async fn exchange(&self, partition: u32, peer: &NodeId) -> Result<Exchange, String> {
+    async fn exchange(&self, partition: u32, peer: &NodeId) -> Result<Exchange, Error> {
         let mut out = Exchange::default();
-        let Some(mine) = self.local.store().tree(partition) else {
+        let Some(mine) = self.local.tree(partition).await? else {
             return Ok(out); // our trees are being rebuilt: next time
         };
         let (theirs, n) = self.call(peer, &Request::TreeSummary { partition, root: mine.root() }).await?;
@@ -224,7 +224,7 @@ impl AntiEntropy {
         let (leaves, n) = self.call(peer, &Request::TreeLeaves { partition, branches: differing }).await?;
         out.bytes += n;
         let Response::Leaves { leaves } = leaves else {
-            return Err(format!("{peer}: unexpected answer to TreeLeaves"));
+            return Err(Error::Internal(format!("{peer}: unexpected answer to TreeLeaves")));
         };
         let width = mine.width();
         let mut differing_leaves = Vec::new();
@@ -239,39 +239,34 @@ impl AntiEntropy {
         if differing_leaves.is_empty() {
             return Ok(out);
         }
-        let wanted = differing_leaves.clone();
-        let local_entries =
-            self.local.run(move |s| s.leaf_entries(partition, &wanted)).await.map_err(|e| e.to_string())?;
+        let local_entries = self.local.leaf_entries(partition, differing_leaves.clone()).await?;
         let entries: Vec<KeyHash> = local_entries
             .iter()
-            .map(|e| KeyHash { bucket: e.bucket.clone(), key: e.key.clone(), hash: e.hash })
+            .filter_map(|e| Some(KeyHash { key: self.key_of(partition, e)?, hash: e.hash }))
             .collect();
         let (reply, n) =
             self.call(peer, &Request::SyncLeaves { partition, leaves: differing_leaves, entries }).await?;
         out.bytes += n;
         let Response::Sync { objects, want } = reply else {
-            return Err(format!("{peer}: unexpected answer to SyncLeaves"));
+            return Err(Error::Internal(format!("{peer}: unexpected answer to SyncLeaves")));
         };
         // Take theirs, then send ours (merged) for what they want.
-        let mut ours: HashMap<(Vec<u8>, Vec<u8>), Entry> =
-            local_entries.into_iter().map(|e| ((e.bucket.clone(), e.key.clone()), e)).collect();
+        let mut ours: HashMap<Key, Entry> =
+            local_entries.into_iter().filter_map(|e| Some((self.key_of(partition, &e)?, e))).collect();
         for item in objects {
-            let key = Key {
-                partition,
-                bucket: Bytes::from(item.bucket.clone()),
-                key: Bytes::from(item.key.clone()),
-            };
-            let merged =
-                self.local.merge(key, item.object, Durability::Journal).await.map_err(|e| e.to_string())?;
+            if item.key.partition() != partition {
+                return Err(Error::Internal(format!("{peer}: a key outside partition {partition}")));
+            }
+            let merged = self.local.merge(item.key.clone(), item.object, Durability::Journal).await?;
             out.repaired += 1;
-            if let Some(e) = ours.get_mut(&(item.bucket, item.key)) {
+            if let Some(e) = ours.get_mut(&item.key) {
                 e.object = merged;
             }
         }
         let items: Vec<Item> = want
             .into_iter()
-            .filter_map(|k| ours.remove(&k))
-            .map(|e| Item { partition, bucket: e.bucket, key: e.key, object: e.object })
+            .filter_map(|k| ours.remove_entry(&k))
+            .map(|(key, e)| Item { key, object: e.object })
             .collect();
         if !items.is_empty() {
             out.repaired += items.len() as u64;
@@ -283,25 +278,23 @@ impl AntiEntropy {
 
     /// Reaps the partition's old tombstones that every primary holds identically.
     /// Returns the bytes exchanged.
-    async fn reap(&self, partition: u32, peers: &[NodeId]) -> Result<u64, String> {
+    async fn reap(&self, partition: u32, peers: &[NodeId]) -> Result<u64, Error> {
         let cutoff = unix_ms().saturating_sub(self.config.tombstone_grace.as_millis() as u64);
-        let candidates = self
-            .local
-            .run(move |s| s.tombstones(partition, cutoff, 1000))
-            .await
-            .map_err(|e| e.to_string())?;
+        let candidates = self.local.tombstones(partition, cutoff, 1000).await?;
         if candidates.is_empty() {
             return Ok(0);
         }
-        let mut entries: Vec<KeyHash> =
-            candidates.into_iter().map(|e| KeyHash { bucket: e.bucket, key: e.key, hash: e.hash }).collect();
+        let mut entries: Vec<KeyHash> = candidates
+            .iter()
+            .filter_map(|e| Some(KeyHash { key: self.key_of(partition, e)?, hash: e.hash }))
+            .collect();
         let mut bytes = 0;
         for peer in peers {
             let (answer, n) =
                 self.call(peer, &Request::ReapCheck { partition, entries: entries.clone() }).await?;
             bytes += n;
             let Response::Have(have) = answer else {
-                return Err(format!("{peer}: unexpected answer to ReapCheck"));
+                return Err(Error::Internal(format!("{peer}: unexpected answer to ReapCheck")));
             };
             entries = entries.into_iter().zip(have).filter(|(_, h)| *h).map(|(e, _)| e).collect();
             if entries.is_empty() {
@@ -312,113 +305,76 @@ impl AntiEntropy {
             let (_, n) = self.call(peer, &Request::Reap { partition, entries: entries.clone() }).await?;
             bytes += n;
         }
-        let removed = self
-            .local
-            .run(move |s| remove_entries(s, partition, &entries))
-            .await
-            .map_err(|e| e.to_string())?;
+        let removed = self.local.remove_unchanged(entries).await?;
         self.reaped.fetch_add(removed as u64, Ordering::Relaxed);
         self.metrics.tombstones_reaped.inc_by(removed as u64);
         Ok(bytes)
     }
 
-    /// Serves a peer's anti-entropy or reaping request.
-    pub async fn serve(&self, request: Request) -> Response {
-        let store = self.local.store().clone();
-        let width = store.tree_width();
-        let valid_partition = |p: u32| p < self.cluster.params().partitions;
+    /// A stored entry's key. Stored keys were checked when written; one that no longer
+    /// passes (written by an older version) is left out of exchanges, logged.
+    fn key_of(&self, partition: u32, e: &Entry) -> Option<Key> {
+        let q = self.cluster.params().partitions;
+        match Key::placed(q, partition, e.bucket.clone().into(), e.key.clone().into()) {
+            Ok(k) => Some(k),
+            Err(err) => {
+                tracing::warn!(partition, error = %err, "a stored key no longer passes the key rules; skipped");
+                None
+            }
+        }
+    }
+
+    /// Serves a peer's anti-entropy or reaping request (partitions and keys checked by
+    /// the caller).
+    pub async fn serve(&self, request: Request) -> Result<Response, Error> {
         match request {
-            Request::TreeSummary { partition, root } if valid_partition(partition) => match store
-                .tree(partition)
-            {
+            Request::TreeSummary { partition, root } => Ok(match self.local.tree(partition).await? {
                 Some(t) if t.root() == root => Response::Tree { ready: true, root, branches: vec![] },
                 Some(t) => Response::Tree { ready: true, root: t.root(), branches: t.branches().to_vec() },
                 None => Response::Tree { ready: false, root: 0, branches: vec![] },
+            }),
+            Request::TreeLeaves { partition, branches } => match self.local.tree(partition).await? {
+                Some(t) => Ok(Response::Leaves {
+                    leaves: branches
+                        .into_iter()
+                        .filter(|&b| usize::from(b) < t.width())
+                        .map(|b| (b, t.leaves_of(usize::from(b)).to_vec()))
+                        .collect(),
+                }),
+                None => Err(Error::Unavailable("trees are being rebuilt".into())),
             },
-            Request::TreeLeaves { partition, branches } if valid_partition(partition) => {
-                match store.tree(partition) {
-                    Some(t) => Response::Leaves {
-                        leaves: branches
-                            .into_iter()
-                            .filter(|&b| usize::from(b) < width)
-                            .map(|b| (b, t.leaves_of(usize::from(b)).to_vec()))
-                            .collect(),
-                    },
-                    None => Response::Error("trees are being rebuilt".into()),
-                }
-            }
-            Request::SyncLeaves { partition, leaves, entries } if valid_partition(partition) => {
+            Request::SyncLeaves { partition, leaves, entries } => {
+                let width = self.local.figures().await?.tree_width;
                 if leaves.iter().any(|&l| usize::from(l) >= width * width) {
-                    return Response::Error("leaf out of range".into());
+                    return Err(Error::bad("invalid_leaf", "leaf out of range"));
                 }
-                match self.local.run(move |s| s.leaf_entries(partition, &leaves)).await {
-                    Ok(mine) => sync_reply(partition, mine, entries),
-                    Err(e) => Response::Error(e.to_string()),
-                }
+                let mine = self.local.leaf_entries(partition, leaves).await?;
+                let mine = mine.into_iter().filter_map(|e| Some((self.key_of(partition, &e)?, e))).collect();
+                Ok(sync_reply(mine, entries))
             }
-            Request::ReapCheck { partition, entries } if valid_partition(partition) => {
-                let checked = self
-                    .local
-                    .run(move |s| {
-                        entries
-                            .iter()
-                            .map(|e| {
-                                let key = ObjectKey { partition, bucket: &e.bucket, key: &e.key };
-                                Ok(s.item_hash(key)? == Some(e.hash))
-                            })
-                            .collect::<Result<Vec<bool>, _>>()
-                    })
-                    .await;
-                match checked {
-                    Ok(have) => Response::Have(have),
-                    Err(e) => Response::Error(e.to_string()),
-                }
+            Request::ReapCheck { entries, .. } => Ok(Response::Have(self.local.holds(entries).await?)),
+            Request::Reap { entries, .. } => {
+                let count = self.local.remove_unchanged(entries).await?;
+                self.reaped.fetch_add(count as u64, Ordering::Relaxed);
+                self.metrics.tombstones_reaped.inc_by(count as u64);
+                Ok(Response::Reaped { count })
             }
-            Request::Reap { partition, entries } if valid_partition(partition) => {
-                match self.local.run(move |s| remove_entries(s, partition, &entries)).await {
-                    Ok(count) => {
-                        self.reaped.fetch_add(count as u64, Ordering::Relaxed);
-                        self.metrics.tombstones_reaped.inc_by(count as u64);
-                        Response::Reaped { count }
-                    }
-                    Err(e) => Response::Error(e.to_string()),
-                }
-            }
-            _ => Response::Error("partition out of range".into()),
+            _ => Err(Error::Internal("not an anti-entropy request".into())),
         }
     }
-}
-
-fn remove_entries(
-    s: &quorumkv_storage::Store,
-    partition: u32,
-    entries: &[KeyHash],
-) -> Result<usize, quorumkv_storage::Error> {
-    let mut removed = 0;
-    for e in entries {
-        if s.remove_if(ObjectKey { partition, bucket: &e.bucket, key: &e.key }, e.hash)? {
-            removed += 1;
-        }
-    }
-    Ok(removed)
 }
 
 /// Compares the sender's entries with ours: our versions of every key that differs or
 /// that only we hold, and the keys we want (differ, or only they hold).
-fn sync_reply(partition: u32, mine: Vec<Entry>, theirs: Vec<KeyHash>) -> Response {
-    let mine_hashes: HashMap<(Vec<u8>, Vec<u8>), u64> =
-        mine.iter().map(|e| ((e.bucket.clone(), e.key.clone()), e.hash)).collect();
-    let want: Vec<(Vec<u8>, Vec<u8>)> = theirs
-        .iter()
-        .filter(|t| mine_hashes.get(&(t.bucket.clone(), t.key.clone())) != Some(&t.hash))
-        .map(|t| (t.bucket.clone(), t.key.clone()))
-        .collect();
-    let theirs: HashMap<(Vec<u8>, Vec<u8>), u64> =
-        theirs.into_iter().map(|e| ((e.bucket, e.key), e.hash)).collect();
+fn sync_reply(mine: Vec<(Key, Entry)>, theirs: Vec<KeyHash>) -> Response {
+    let mine_hashes: HashMap<&Key, u64> = mine.iter().map(|(k, e)| (k, e.hash)).collect();
+    let want: Vec<Key> =
+        theirs.iter().filter(|t| mine_hashes.get(&t.key) != Some(&t.hash)).map(|t| t.key.clone()).collect();
+    let theirs: HashMap<Key, u64> = theirs.into_iter().map(|e| (e.key, e.hash)).collect();
     let objects = mine
         .into_iter()
-        .filter(|e| theirs.get(&(e.bucket.clone(), e.key.clone())) != Some(&e.hash))
-        .map(|e| Item { partition, bucket: e.bucket, key: e.key, object: e.object })
+        .filter(|(k, e)| theirs.get(k) != Some(&e.hash))
+        .map(|(key, e)| Item { key, object: e.object })
         .collect();
     Response::Sync { objects, want }
 }
@@ -436,8 +392,8 @@ impl Worker for AntiEntropy {
     }
 
     fn status(&self) -> Value {
-        let roots = self.roots();
         let st = self.state();
+        let roots: BTreeMap<u32, String> = st.roots.iter().map(|(p, r)| (*p, format!("{r:016x}"))).collect();
         let partitions: BTreeMap<String, Value> = st
             .partitions
             .iter()
@@ -455,7 +411,7 @@ impl Worker for AntiEntropy {
             })
             .collect();
         json!({
-            "trees": if self.local.store().trees_building() { "building" } else if st.last_rebuild.is_some() { "ready" } else { "absent" },
+            "trees": if st.building { "building" } else if st.last_rebuild.is_some() { "ready" } else { "absent" },
             "last_rebuild_unix_ms": st.last_rebuild_unix_ms,
             "queued": st.requested.len(),
             "roots": roots,
@@ -465,7 +421,7 @@ impl Worker for AntiEntropy {
         })
     }
 
-    async fn work(&self) -> Result<WorkState, String> {
+    async fn work(&self) -> Result<WorkState, Error> {
         let due = self.state().last_rebuild.is_none_or(|t| t.elapsed() >= self.config.rebuild_interval);
         if due {
             self.rebuild().await?;
@@ -474,7 +430,7 @@ impl Worker for AntiEntropy {
             return Ok(WorkState::Idle);
         };
         if let Err(e) = self.sync_partition(partition).await {
-            self.state().last_error = Some(e.clone());
+            self.state().last_error = Some(e.to_string());
             return Err(e);
         }
         let more = !self.state().requested.is_empty();

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::detector::PhiAccrual;
+use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::peer::PeerClient;
 use crate::peer::wire::{ClusterParams, MemberInfo, Request, Response};
@@ -63,7 +64,7 @@ pub struct Cluster {
     me: MemberInfo,
     params: ClusterParams,
     seeds: Vec<String>,
-    members: RwLock<BTreeMap<String, Member>>,
+    members: RwLock<BTreeMap<NodeId, Member>>,
     ring: RwLock<Arc<Ring>>,
     peers: PeerClient,
     detector: DetectorConfig,
@@ -99,7 +100,7 @@ impl Cluster {
     }
 
     pub fn my_id(&self) -> NodeId {
-        NodeId(self.me.node_id.clone())
+        self.me.node_id.clone()
     }
 
     pub fn params(&self) -> ClusterParams {
@@ -118,23 +119,23 @@ impl Cluster {
     /// The peer address of a member.
     pub fn peer_addr(&self, node: &NodeId) -> Option<String> {
         let members = self.members.read().unwrap_or_else(PoisonError::into_inner);
-        members.get(node.as_str()).map(|m| m.info.peer_addr.clone())
+        members.get(node).map(|m| m.info.peer_addr.clone())
     }
 
     pub fn is_me(&self, node: &NodeId) -> bool {
-        node.as_str() == self.me.node_id
+        *node == self.me.node_id
     }
 
     /// Whether the failure detector holds `node` up (this node always is).
     pub fn is_up(&self, node: &NodeId) -> bool {
         let members = self.members.read().unwrap_or_else(PoisonError::into_inner);
-        members.get(node.as_str()).is_some_and(|m| m.state == MemberState::Up)
+        members.get(node).is_some_and(|m| m.state == MemberState::Up)
     }
 
     /// Records an answer from `node` (a heartbeat): it is up.
     pub fn heartbeat(&self, node: &NodeId) {
         let mut members = self.members.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(m) = members.get_mut(node.as_str()) {
+        if let Some(m) = members.get_mut(node) {
             m.detector.heartbeat(std::time::Instant::now());
             if m.state == MemberState::Down {
                 self.transition(m, MemberState::Up, 0.0);
@@ -164,7 +165,7 @@ impl Cluster {
         self.metrics
             .member_transitions
             .get_or_create(&crate::metrics::TransitionLabels {
-                peer: m.info.node_id.clone(),
+                peer: m.info.node_id.0.clone(),
                 to: to.as_str(),
             })
             .inc();
@@ -172,16 +173,22 @@ impl Cluster {
 
     /// Merges members learnt from a peer; rebuilds the ring if the member set grew.
     /// Members with different cluster parameters are refused (logged), never mixed in.
-    pub fn observe(&self, params: ClusterParams, infos: &[MemberInfo]) -> Result<(), String> {
+    ///
+    /// # Errors
+    /// `cluster_mismatch` when the parameters differ.
+    pub fn observe(&self, params: ClusterParams, infos: &[MemberInfo]) -> Result<(), Error> {
         if params != self.params {
-            return Err(format!(
-                "cluster parameters differ: theirs partitions={} replicas={} vnodes={}, ours partitions={} replicas={} vnodes={}",
-                params.partitions,
-                params.replicas,
-                params.vnodes,
-                self.params.partitions,
-                self.params.replicas,
-                self.params.vnodes
+            return Err(Error::bad(
+                "cluster_mismatch",
+                format!(
+                    "cluster parameters differ: theirs partitions={} replicas={} vnodes={}, ours partitions={} replicas={} vnodes={}",
+                    params.partitions,
+                    params.replicas,
+                    params.vnodes,
+                    self.params.partitions,
+                    self.params.replicas,
+                    self.params.vnodes
+                ),
             ));
         }
         let mut members = self.members.write().unwrap_or_else(PoisonError::into_inner);
@@ -274,7 +281,7 @@ impl Cluster {
     /// the members whose suspicion crossed the threshold.
     pub async fn run_detector(self: Arc<Self>, shutdown: CancellationToken) {
         let mut loops: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
-        let mut pinged: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        let mut pinged: std::collections::BTreeSet<NodeId> = std::collections::BTreeSet::new();
         let mut tick = tokio::time::interval(self.detector.heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -284,7 +291,7 @@ impl Cluster {
             }
             for info in self.member_infos() {
                 if info.node_id != self.me.node_id && pinged.insert(info.node_id.clone()) {
-                    loops.spawn(self.clone().heartbeats(NodeId(info.node_id), shutdown.clone()));
+                    loops.spawn(self.clone().heartbeats(info.node_id, shutdown.clone()));
                 }
             }
             self.judge();
@@ -349,11 +356,11 @@ impl Cluster {
     }
 }
 
-fn build_ring(params: ClusterParams, members: &BTreeMap<String, Member>) -> Ring {
+fn build_ring(params: ClusterParams, members: &BTreeMap<NodeId, Member>) -> Ring {
     let ring_params =
         RingParams { partitions: params.partitions, replicas: params.replicas, vnodes: params.vnodes };
     // The config was validated and the member set is never empty (it holds this node),
     // so this cannot fail; the version counts membership changes (members only join).
-    Ring::new(ring_params, members.len() as u64, members.keys().map(|id| NodeId(id.clone())))
+    Ring::new(ring_params, members.len() as u64, members.keys().cloned())
         .unwrap_or_else(|e| unreachable!("validated ring parameters: {e}"))
 }

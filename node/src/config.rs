@@ -199,13 +199,11 @@ impl Config {
         }
         let n = self.effective_replicas();
         for (field, q) in [("default_r", self.default_r), ("default_w", self.default_w)] {
-            if let Quorum::Count(c) = q
-                && (c == 0 || c > n)
-            {
+            if q.resolve(n).is_err() {
                 return err(field, "must be between 1 and replicas, or one/quorum/all");
             }
         }
-        if self.default_dw > self.default_w.resolve(n) {
+        if self.default_w.resolve(n).is_ok_and(|w| self.default_dw > w) {
             return err("default_dw", "must not exceed default_w");
         }
         Ok(())

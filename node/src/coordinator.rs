@@ -12,40 +12,26 @@
 //! replicas (the coordinator included) acknowledged, `dw` of them after an fsync. Every
 //! copy that no replica or fallback took is kept here as a hint for its primary, so a
 //! node that was away catches up from hints long before anti-entropy would reach it.
+//!
+//! The sending and counting is [`crate::replica`]'s; this module decides whom to ask and
+//! what the answers mean.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
 use quorumkv_ring::{NodeId, Ring};
 use quorumkv_storage::{Actor, Content, Durability, Object, SIBLING_WARN, VersionVector};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 use crate::cluster::Cluster;
-use crate::local::{Key, LocalStore};
+use crate::error::Error;
+use crate::key::Key;
+use crate::local::LocalStore;
 use crate::metrics::{Metrics, OpLabels};
-use crate::peer::PeerError;
-use crate::peer::wire::{ReplicaAnswer, ReplicaCall, Request, Response};
-
-/// Why a coordinated request failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CoordinatorError {
-    /// Fewer than `required` replicas answered before the deadline; `replicas` names each
-    /// one that failed and why.
-    #[error("{succeeded} of {required} required replicas answered")]
-    QuorumFailed { required: usize, succeeded: usize, replicas: Vec<(String, String)> },
-    #[error("{count} concurrent versions would exceed the limit of {limit}")]
-    TooManySiblings { count: usize, limit: usize },
-    #[error("unavailable: {0}")]
-    Unavailable(String),
-    #[error("internal: {0}")]
-    Internal(String),
-}
+use crate::peer::wire::{ReplicaCall, Request, Response, SharedObject};
+use crate::quorum::{Answer, Rule, Verdict};
+use crate::replica::{Fanout, Replicas, merge_call};
 
 /// What a read waits for.
 #[derive(Clone, Copy, Debug)]
@@ -66,32 +52,15 @@ pub struct WriteOptions {
 /// Who this node is, for stamping dots.
 #[derive(Clone, Debug)]
 pub struct Identity {
-    pub node_id: String,
+    pub node_id: NodeId,
     pub incarnation: u64,
     pub actor: Actor,
-}
-
-type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
-/// Replica calls in flight, polled in the request's task (no task per call).
-type Pending<T> = FuturesUnordered<BoxFuture<T>>;
-/// One replica's answer to a read.
-type ReadReply = (NodeId, Result<Option<Object>, String>);
-
-/// One copy of a write: sent to `node`, on behalf of `owner` (the primary it belongs to;
-/// `node` itself unless `node` is a fallback).
-#[derive(Debug)]
-struct CopyReply {
-    node: NodeId,
-    owner: NodeId,
-    /// Acknowledged (durably?) or why not.
-    result: Result<bool, String>,
 }
 
 #[derive(Debug)]
 pub struct Coordinator {
     identity: Identity,
-    local: LocalStore,
-    cluster: Arc<Cluster>,
+    replicas: Replicas,
     metrics: Arc<Metrics>,
     background: TaskTracker,
     keep_hints: bool,
@@ -100,62 +69,45 @@ pub struct Coordinator {
 impl Coordinator {
     pub fn new(
         identity: Identity,
-        local: LocalStore,
-        cluster: Arc<Cluster>,
+        replicas: Replicas,
         metrics: Arc<Metrics>,
         background: TaskTracker,
         keep_hints: bool,
     ) -> Coordinator {
-        Coordinator { identity, local, cluster, metrics, background, keep_hints }
+        Coordinator { identity, replicas, metrics, background, keep_hints }
     }
 
     pub fn identity(&self) -> &Identity {
         &self.identity
     }
 
-    pub fn cluster(&self) -> &Arc<Cluster> {
-        &self.cluster
+    fn cluster(&self) -> &Arc<Cluster> {
+        self.replicas.cluster()
     }
 
-    pub fn local(&self) -> &LocalStore {
-        &self.local
+    fn local(&self) -> &LocalStore {
+        self.replicas.local()
     }
 
     /// N: how many replicas each key has (as configured for the cluster).
     pub fn replicas(&self) -> usize {
-        self.cluster.params().replicas
-    }
-
-    pub fn key(&self, bucket: Bytes, key: Bytes) -> Key {
-        let partition = quorumkv_ring::key_partition(&bucket, &key, self.cluster.params().partitions);
-        Key { partition, bucket, key }
+        self.cluster().params().replicas
     }
 
     /// This node's own data only, whatever the ring says (`?local=true`).
-    pub async fn get_local(&self, key: Key) -> Result<Option<Object>, CoordinatorError> {
-        self.local.get(key).await.map_err(|e| CoordinatorError::Internal(e.to_string()))
-    }
-
-    /// What this node answers as a replica of `key`: its data, and, when it is a fallback
-    /// for the key, the hints it keeps for the key's primaries.
-    pub async fn read_own_replica(&self, key: Key) -> Result<Option<Object>, quorumkv_storage::Error> {
-        let ring = self.cluster.ring();
-        let primaries = ring.primaries(key.partition);
-        if primaries.iter().any(|n| self.cluster.is_me(n)) {
-            return self.local.get(key).await;
-        }
-        let targets = primaries.iter().map(|n| n.0.clone()).collect();
-        self.local.get_with_hints(key, targets).await
+    pub async fn get_local(&self, key: Key) -> Result<Option<Object>, Error> {
+        Ok(self.local().get(key).await?)
     }
 
     /// The nodes a read asks: the first N healthy nodes of the preference list, topped up
     /// with primaries the detector holds down if too few are healthy.
     fn read_targets(&self, ring: &Ring, partition: u32) -> Vec<NodeId> {
         let n = ring.replicas();
+        let cluster = self.cluster();
         let mut targets: Vec<NodeId> = ring
             .preference_list(partition)
             .iter()
-            .filter(|node| self.cluster.is_up(node))
+            .filter(|node| cluster.is_up(node))
             .take(n)
             .cloned()
             .collect();
@@ -174,85 +126,29 @@ impl Coordinator {
     /// answered holds it.
     ///
     /// # Errors
-    /// [`CoordinatorError::QuorumFailed`] when fewer than `r` replicas answer before the
-    /// deadline.
-    #[tracing::instrument(level = "debug", skip(self, key), fields(partition = key.partition, key_len = key.key.len(), r = opts.r))]
-    pub async fn get(&self, key: Key, opts: ReadOptions) -> Result<Option<Object>, CoordinatorError> {
+    /// [`Error::QuorumFailed`] when fewer than `r` replicas answer before the deadline.
+    #[tracing::instrument(level = "debug", skip(self, key), fields(partition = key.partition(), key_len = key.key().len(), r = opts.r))]
+    pub async fn get(&self, key: Key, opts: ReadOptions) -> Result<Option<Object>, Error> {
         let deadline = Instant::now() + opts.timeout;
-        let ring = self.cluster.ring();
-        let targets = self.read_targets(&ring, key.partition);
-        let mut calls: Pending<ReadReply> =
-            targets.iter().map(|node| self.read_replica(node.clone(), key.clone(), deadline)).collect();
-        let mut answers: Vec<(NodeId, Option<Object>)> = Vec::new();
-        let mut failures: Vec<(String, String)> = Vec::new();
-        while answers.len() < opts.r {
-            match tokio::time::timeout_at(deadline, calls.next()).await {
-                Ok(Some((node, Ok(obj)))) => answers.push((node, obj)),
-                Ok(Some((node, Err(why)))) => failures.push((node.0, why)),
-                Ok(None) => break,
-                Err(_) => {
-                    for node in &targets {
-                        let answered = answers.iter().any(|(a, _)| a == node);
-                        if !answered && !failures.iter().any(|(f, _)| f == node.as_str()) {
-                            failures.push((node.0.clone(), "timed out".into()));
-                        }
-                    }
-                    break;
-                }
-            }
+        let ring = self.cluster().ring();
+        let targets = self.read_targets(&ring, key.partition());
+        let call = ReplicaCall::Get { key: key.clone() };
+        let mut reads =
+            self.replicas.fan_out(&targets, call, Rule::read(opts.r), vec![], &[], false, deadline);
+        let verdict = reads.settle().await;
+        let merged = reads.merged();
+        let failed =
+            (verdict == Verdict::Failed).then(|| (reads.shortfall(), std::mem::take(&mut reads.failures)));
+        let stale = reads.objects().any(|(_, o)| o != merged.as_ref());
+        if stale || !reads.is_done() {
+            let primaries = ring.primaries(key.partition()).to_vec();
+            let repair = read_repair(self.replicas.clone(), self.metrics.clone(), key, primaries, reads);
+            self.background.spawn(repair);
         }
-        let merged = merge_all(answers.iter().filter_map(|(_, o)| o.as_ref()));
-        let stale = answers.iter().any(|(_, o)| o.as_ref() != merged.as_ref());
-        let succeeded = answers.len();
-        if stale || !calls.is_empty() {
-            let primaries = ring.primaries(key.partition).to_vec();
-            self.background.spawn(self.repairer().read_repair(key, primaries, answers, calls, deadline));
-        }
-        if succeeded < opts.r {
-            return Err(self.quorum_failed("get", opts.r, succeeded, failures));
+        if let Some(((required, succeeded), failures)) = failed {
+            return Err(self.quorum_failed("get", required, succeeded, failures));
         }
         Ok(merged)
-    }
-
-    fn read_replica(&self, node: NodeId, key: Key, deadline: Instant) -> BoxFuture<ReadReply> {
-        let cluster = self.cluster.clone();
-        let metrics = self.metrics.clone();
-        if cluster.is_me(&node) {
-            // Our own replica, read through the same path a peer's request takes.
-            let local = self.local.clone();
-            let ring = cluster.ring();
-            let primaries: Vec<String> = ring.primaries(key.partition).iter().map(|n| n.0.clone()).collect();
-            let is_primary = primaries.iter().any(|p| cluster.is_me(&NodeId(p.clone())));
-            return Box::pin(async move {
-                let read = async {
-                    if is_primary { local.get(key).await } else { local.get_with_hints(key, primaries).await }
-                };
-                let r = match tokio::time::timeout_at(deadline, read).await {
-                    Ok(Ok(obj)) => Ok(obj),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err("timed out".to_string()),
-                };
-                (node, r)
-            });
-        }
-        Box::pin(async move {
-            let req = ReplicaCall::Get {
-                partition: key.partition,
-                bucket: key.bucket.to_vec(),
-                key: key.key.to_vec(),
-            };
-            let r = match call_replica(&cluster, &metrics, &node, req, deadline).await {
-                Ok(ReplicaAnswer::Object(obj)) => Ok(obj),
-                Ok(ReplicaAnswer::Error(e)) => Err(e),
-                Ok(_) => Err("unexpected answer".to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            (node, r)
-        })
-    }
-
-    fn repairer(&self) -> Repairer {
-        Repairer { local: self.local.clone(), cluster: self.cluster.clone(), metrics: self.metrics.clone() }
     }
 
     /// Writes `content` (a value or a tombstone) superseding `context`, waiting for `w`
@@ -260,20 +156,20 @@ impl Coordinator {
     /// key forwards the write to one that is.
     ///
     /// # Errors
-    /// [`CoordinatorError::QuorumFailed`] when fewer than `w` (or `dw` durable)
-    /// acknowledgements arrive before the deadline: the write may still be stored on
-    /// some replicas and spread; [`CoordinatorError::TooManySiblings`] when the key has
-    /// too many concurrent versions to take a write that does not resolve them.
-    #[tracing::instrument(level = "debug", skip(self, key, context, content), fields(partition = key.partition, key_len = key.key.len(), w = opts.w, dw = opts.dw))]
+    /// [`Error::QuorumFailed`] when fewer than `w` (or `dw` durable) acknowledgements
+    /// arrive before the deadline: the write may still be stored on some replicas and
+    /// spread; [`Error::TooManySiblings`] when the key has too many concurrent versions
+    /// to take a write that does not resolve them.
+    #[tracing::instrument(level = "debug", skip(self, key, context, content), fields(partition = key.partition(), key_len = key.key().len(), w = opts.w, dw = opts.dw))]
     pub async fn put(
         &self,
         key: Key,
         context: VersionVector,
         content: Content,
         opts: WriteOptions,
-    ) -> Result<Object, CoordinatorError> {
-        let ring = self.cluster.ring();
-        if !ring.primaries(key.partition).iter().any(|n| self.cluster.is_me(n)) {
+    ) -> Result<Object, Error> {
+        let ring = self.cluster().ring();
+        if !ring.primaries(key.partition()).iter().any(|n| self.cluster().is_me(n)) {
             return self.forward(key, context, content, opts).await;
         }
         self.coordinate(key, context, content, opts).await
@@ -286,141 +182,60 @@ impl Coordinator {
         context: VersionVector,
         content: Content,
         opts: WriteOptions,
-    ) -> Result<Object, CoordinatorError> {
+    ) -> Result<Object, Error> {
         let deadline = Instant::now() + opts.timeout;
         let durable = opts.dw > 0;
         let durability = if durable { Durability::Synced } else { Durability::Journal };
-        let stamped = self.local.coordinate(key.clone(), context, self.identity.actor, content, durability);
+        let me = self.identity.node_id.0.clone();
+        let stamped = self.local().coordinate(key.clone(), context, self.identity.actor, content, durability);
         let object = match tokio::time::timeout_at(deadline, stamped).await {
             Ok(Ok(obj)) => obj,
             Ok(Err(quorumkv_storage::Error::TooManySiblings { count, limit })) => {
-                return Err(CoordinatorError::TooManySiblings { count, limit });
+                return Err(Error::TooManySiblings { count, limit });
             }
-            Ok(Err(e)) => {
-                return Err(self.quorum_failed(
-                    "put",
-                    opts.w,
-                    0,
-                    vec![(self.identity.node_id.clone(), e.to_string())],
-                ));
-            }
-            Err(_) => {
-                let why = vec![(self.identity.node_id.clone(), "timed out".to_string())];
-                return Err(self.quorum_failed("put", opts.w, 0, why));
-            }
+            Ok(Err(e)) => return Err(self.quorum_failed("put", opts.w, 0, vec![(me, e.to_string())])),
+            Err(_) => return Err(self.quorum_failed("put", opts.w, 0, vec![(me, "timed out".into())])),
         };
-        self.check_siblings(&object);
+        self.check_siblings(&key, &object);
 
-        let ring = self.cluster.ring();
+        let ring = self.cluster().ring();
         let n = ring.replicas();
-        let pref = ring.preference_list(key.partition);
-        let mut fallbacks: VecDeque<NodeId> = if opts.sloppy {
-            pref[n..].iter().filter(|f| self.cluster.is_up(f)).cloned().collect()
+        let pref = ring.preference_list(key.partition());
+        let others: Vec<NodeId> = pref[..n].iter().filter(|p| !self.cluster().is_me(p)).cloned().collect();
+        let spares: Vec<NodeId> = if opts.sloppy {
+            pref[n..].iter().filter(|f| self.cluster().is_up(f)).cloned().collect()
         } else {
-            VecDeque::new()
+            vec![]
         };
-        let mut missed: Vec<NodeId> = Vec::new();
-        let mut calls: Pending<CopyReply> = FuturesUnordered::new();
-        for primary in pref[..n].iter().filter(|p| !self.cluster.is_me(p)) {
-            if self.cluster.is_up(primary) {
-                calls.push(self.replicate(
-                    primary.clone(),
-                    primary.clone(),
-                    &key,
-                    &object,
-                    durable,
-                    deadline,
-                ));
-            } else if let Some(fallback) = fallbacks.pop_front() {
-                self.metrics.sloppy_writes.inc();
-                calls.push(self.replicate(fallback, primary.clone(), &key, &object, durable, deadline));
-            } else {
-                missed.push(primary.clone());
-            }
-        }
-
-        let (mut acks, mut durable_acks) = (1usize, usize::from(durable));
-        let mut failures = Vec::new();
-        while acks < opts.w || durable_acks < opts.dw {
-            match tokio::time::timeout_at(deadline, calls.next()).await {
-                Ok(Some(CopyReply { result: Ok(synced), .. })) => {
-                    acks += 1;
-                    durable_acks += usize::from(synced);
-                }
-                Ok(Some(CopyReply { node, owner, result: Err(why) })) => {
-                    failures.push((node.0, why));
-                    // The copy goes to the next healthy fallback, or becomes a hint here.
-                    match fallbacks.pop_front() {
-                        Some(fallback) => {
-                            self.metrics.sloppy_writes.inc();
-                            calls.push(self.replicate(fallback, owner, &key, &object, durable, deadline));
-                        }
-                        None => missed.push(owner),
-                    }
-                }
-                Ok(None) => break,
-                Err(_) => {
-                    failures.push(("(remaining replicas)".into(), "timed out".into()));
-                    break;
-                }
-            }
-        }
+        let own = if durable { Answer::DurableAck } else { Answer::Ack };
+        let shared = SharedObject::new(object);
+        let call = merge_call(key.clone(), shared.clone(), durable);
+        let rule = Rule::write(opts.w, opts.dw);
+        let mut copies = self.replicas.fan_out(&others, call, rule, spares, &[own], true, deadline);
+        let verdict = copies.settle().await;
+        let failed =
+            (verdict == Verdict::Failed).then(|| (copies.shortfall(), std::mem::take(&mut copies.failures)));
         // Copies still in flight finish in the background (dropping them would cancel
         // them); every copy that fails there, or found no taker, is kept here as a hint.
-        let hints = self.hinter(key, object.clone());
-        let keep_hints = self.keep_hints;
-        self.background.spawn(async move {
-            let mut missed = missed;
-            while let Some(reply) = calls.next().await {
-                if reply.result.is_err() {
-                    missed.push(reply.owner);
+        // A write whose copies all landed spawns nothing.
+        if !copies.is_done() || (self.keep_hints && !copies.missed.is_empty()) {
+            let hints = self.keep_hints.then(|| Hinter {
+                local: self.local().clone(),
+                metrics: self.metrics.clone(),
+                key,
+                object: shared.clone(),
+            });
+            self.background.spawn(async move {
+                let copies = copies.finish().await;
+                if let Some(hints) = hints {
+                    hints.keep(copies.missed).await;
                 }
-            }
-            if keep_hints {
-                hints.keep(missed).await;
-            }
-        });
-        if acks < opts.w || durable_acks < opts.dw {
-            let succeeded = if durable_acks < opts.dw { durable_acks } else { acks };
-            let required = if durable_acks < opts.dw { opts.dw } else { opts.w };
+            });
+        }
+        if let Some(((required, succeeded), failures)) = failed {
             return Err(self.quorum_failed("put", required, succeeded, failures));
         }
-        Ok(object)
-    }
-
-    /// Sends one copy of a write to `node` for `owner` (a hint if they differ).
-    fn replicate(
-        &self,
-        node: NodeId,
-        owner: NodeId,
-        key: &Key,
-        object: &Object,
-        durable: bool,
-        deadline: Instant,
-    ) -> BoxFuture<CopyReply> {
-        let cluster = self.cluster.clone();
-        let metrics = self.metrics.clone();
-        let req = ReplicaCall::Merge {
-            partition: key.partition,
-            bucket: key.bucket.to_vec(),
-            key: key.key.to_vec(),
-            object: object.clone(),
-            durable,
-            hint_for: (node != owner).then(|| owner.0.clone()),
-        };
-        Box::pin(async move {
-            let result = match call_replica(&cluster, &metrics, &node, req, deadline).await {
-                Ok(ReplicaAnswer::Merged { durable }) => Ok(durable),
-                Ok(ReplicaAnswer::Error(e)) => Err(e),
-                Ok(_) => Err("unexpected answer".to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            CopyReply { node, owner, result }
-        })
-    }
-
-    fn hinter(&self, key: Key, object: Object) -> Hinter {
-        Hinter { local: self.local.clone(), metrics: self.metrics.clone(), key, object }
+        Ok(shared.object().clone())
     }
 
     /// Sends a write to a primary of its key, healthy ones first, trying the next one if
@@ -431,12 +246,12 @@ impl Coordinator {
         context: VersionVector,
         content: Content,
         opts: WriteOptions,
-    ) -> Result<Object, CoordinatorError> {
+    ) -> Result<Object, Error> {
         self.metrics.forwarded.inc();
         let deadline = Instant::now() + opts.timeout;
-        let ring = self.cluster.ring();
-        let mut primaries = ring.primaries(key.partition).to_vec();
-        primaries.sort_by_key(|p| !self.cluster.is_up(p));
+        let ring = self.cluster().ring();
+        let mut primaries = ring.primaries(key.partition()).to_vec();
+        primaries.sort_by_key(|p| !self.cluster().is_up(p));
         let mut failures = Vec::new();
         for node in &primaries {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -444,8 +259,7 @@ impl Coordinator {
                 break;
             }
             let req = Request::Coordinate {
-                bucket: key.bucket.to_vec(),
-                key: key.key.to_vec(),
+                key: key.clone(),
                 context: context.clone(),
                 content: content.clone(),
                 w: opts.w,
@@ -453,32 +267,40 @@ impl Coordinator {
                 sloppy: opts.sloppy,
                 timeout_ms: remaining.as_millis().max(1) as u64,
             };
-            match call(&self.cluster, &self.metrics, node, &req, deadline).await {
-                Ok(Response::Written(obj)) => return Ok(obj),
-                Ok(Response::QuorumFailed { required, succeeded, replicas }) => {
-                    return Err(self.quorum_failed("put", required, succeeded, replicas));
-                }
-                Ok(Response::TooManySiblings { count, limit }) => {
-                    return Err(CoordinatorError::TooManySiblings { count, limit });
-                }
-                Ok(Response::Error(e)) => failures.push((node.0.clone(), e)),
+            match self.replicas.request(node, &req, deadline).await {
+                Ok((Response::Written(obj), _)) => return Ok(obj),
                 Ok(_) => failures.push((node.0.clone(), "unexpected answer".into())),
+                Err(
+                    e @ (Error::QuorumFailed { .. }
+                    | Error::TooManySiblings { .. }
+                    | Error::BadRequest { .. }),
+                ) => {
+                    if let Error::QuorumFailed { .. } = e {
+                        self.metrics.quorum_failures.get_or_create(&OpLabels { op: "put" }).inc();
+                    }
+                    return Err(e);
+                }
                 // A timed-out forward may still be applied: do not send it again.
-                Err(PeerError::Timeout) => {
+                Err(Error::Timeout) => {
                     failures.push((node.0.clone(), "timed out".into()));
                     break;
                 }
-                Err(e) => failures.push((node.0.clone(), e.to_string())),
+                Err(e) => failures.push((node.0.clone(), e.reason())),
             }
         }
         Err(self.quorum_failed("put", opts.w, 0, failures))
     }
 
-    fn check_siblings(&self, obj: &Object) {
+    fn check_siblings(&self, key: &Key, obj: &Object) {
         let live = obj.live().len();
         if live > SIBLING_WARN {
             self.metrics.sibling_warnings.inc();
-            tracing::warn!(siblings = live, "key has many concurrent versions; clients should resolve them");
+            tracing::warn!(
+                siblings = live,
+                bucket = %String::from_utf8_lossy(key.bucket()),
+                key = %String::from_utf8_lossy(key.key()),
+                "key has many concurrent versions; clients should resolve them"
+            );
         }
     }
 
@@ -488,56 +310,10 @@ impl Coordinator {
         required: usize,
         succeeded: usize,
         replicas: Vec<(String, String)>,
-    ) -> CoordinatorError {
+    ) -> Error {
         self.metrics.quorum_failures.get_or_create(&OpLabels { op }).inc();
-        CoordinatorError::QuorumFailed { required, succeeded, replicas }
+        Error::QuorumFailed { required, succeeded, replicas }
     }
-}
-
-/// Calls a peer, counting failures.
-async fn call(
-    cluster: &Cluster,
-    metrics: &Metrics,
-    node: &NodeId,
-    req: &Request,
-    deadline: Instant,
-) -> Result<Response, PeerError> {
-    let Some(addr) = cluster.peer_addr(node) else {
-        return Err(PeerError::Unreachable(format!("no address known for {node}")));
-    };
-    let result = cluster.peers().call(&addr, req, deadline).await;
-    if result.is_err() {
-        metrics.peer_errors.get_or_create(&crate::metrics::PeerLabels { peer: node.0.clone() }).inc();
-    }
-    result
-}
-
-/// Calls a replica (coalesced with other calls to it under load), counting failures.
-async fn call_replica(
-    cluster: &Cluster,
-    metrics: &Metrics,
-    node: &NodeId,
-    req: ReplicaCall,
-    deadline: Instant,
-) -> Result<ReplicaAnswer, PeerError> {
-    let Some(addr) = cluster.peer_addr(node) else {
-        return Err(PeerError::Unreachable(format!("no address known for {node}")));
-    };
-    let result = cluster.peers().call_replica(&addr, req, deadline).await;
-    if result.is_err() {
-        metrics.peer_errors.get_or_create(&crate::metrics::PeerLabels { peer: node.0.clone() }).inc();
-    }
-    result
-}
-
-fn merge_all<'a>(objects: impl Iterator<Item = &'a Object>) -> Option<Object> {
-    objects.fold(None, |acc: Option<Object>, o| match acc {
-        None => Some(o.clone()),
-        Some(mut m) => {
-            m.merge(o);
-            Some(m)
-        }
-    })
 }
 
 /// Keeps the copies of one write that no replica took as local hints for their owners.
@@ -545,7 +321,7 @@ struct Hinter {
     local: LocalStore,
     metrics: Arc<Metrics>,
     key: Key,
-    object: Object,
+    object: SharedObject,
 }
 
 impl Hinter {
@@ -554,9 +330,9 @@ impl Hinter {
         owners.dedup();
         for owner in owners {
             let stored = self.local.put_hint(
-                owner.0.clone(),
+                owner.clone(),
                 self.key.clone(),
-                self.object.clone(),
+                self.object.object().clone(),
                 Durability::Journal,
             );
             match stored.await {
@@ -573,63 +349,32 @@ impl Hinter {
 
 /// The background half of a read: collects the late answers, then sends the merged
 /// version to every primary that answered with less.
-struct Repairer {
-    local: LocalStore,
-    cluster: Arc<Cluster>,
+async fn read_repair(
+    replicas: Replicas,
     metrics: Arc<Metrics>,
-}
-
-impl Repairer {
-    async fn read_repair(
-        self,
-        key: Key,
-        primaries: Vec<NodeId>,
-        mut answers: Vec<(NodeId, Option<Object>)>,
-        mut calls: Pending<ReadReply>,
-        deadline: Instant,
-    ) {
-        while let Ok(Some(reply)) = tokio::time::timeout_at(deadline, calls.next()).await {
-            if let (node, Ok(obj)) = reply {
-                answers.push((node, obj));
+    key: Key,
+    primaries: Vec<NodeId>,
+    reads: Fanout,
+) {
+    let reads = reads.finish().await;
+    let Some(merged) = reads.merged() else { return };
+    let merged = SharedObject::new(merged);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // Fallbacks hold hints, not data: only primaries are repaired.
+    let stale: Vec<NodeId> = reads
+        .objects()
+        .filter(|(n, o)| primaries.contains(n) && *o != Some(merged.object()))
+        .map(|(n, _)| n.clone())
+        .collect();
+    for node in stale {
+        let call = merge_call(key.clone(), merged.clone(), false);
+        match replicas.call(node.clone(), call, deadline).await {
+            Ok(crate::peer::wire::ReplicaAnswer::Merged { .. }) => {
+                metrics.read_repairs.inc();
+                tracing::debug!(peer = %node, partition = key.partition(), "read repair");
             }
-        }
-        let Some(merged) = merge_all(answers.iter().filter_map(|(_, o)| o.as_ref())) else {
-            return;
-        };
-        let repair_deadline = Instant::now() + Duration::from_secs(5);
-        // Fallbacks hold hints, not data: only primaries are repaired.
-        for (node, obj) in answers.iter().filter(|(n, _)| primaries.contains(n)) {
-            if obj.as_ref() == Some(&merged) {
-                continue;
-            }
-            let outcome = if self.cluster.is_me(node) {
-                self.local
-                    .merge(key.clone(), merged.clone(), Durability::Journal)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            } else {
-                let req = ReplicaCall::Merge {
-                    partition: key.partition,
-                    bucket: key.bucket.to_vec(),
-                    key: key.key.to_vec(),
-                    object: merged.clone(),
-                    durable: false,
-                    hint_for: None,
-                };
-                match call_replica(&self.cluster, &self.metrics, node, req, repair_deadline).await {
-                    Ok(ReplicaAnswer::Merged { .. }) => Ok(()),
-                    Ok(_) => Err("unexpected answer".to_string()),
-                    Err(e) => Err(e.to_string()),
-                }
-            };
-            match outcome {
-                Ok(()) => {
-                    self.metrics.read_repairs.inc();
-                    tracing::debug!(peer = %node, partition = key.partition, "read repair");
-                }
-                Err(e) => tracing::debug!(peer = %node, error = %e, "read repair failed"),
-            }
+            Ok(other) => tracing::debug!(peer = %node, answer = ?other, "read repair failed"),
+            Err(e) => tracing::debug!(peer = %node, error = %e, "read repair failed"),
         }
     }
 }

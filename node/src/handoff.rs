@@ -13,14 +13,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use quorumkv_ring::NodeId;
-use quorumkv_storage::ObjectKey;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::cluster::Cluster;
+use crate::error::Error;
+use crate::key::Key;
 use crate::local::LocalStore;
 use crate::metrics::{Metrics, PeerLabels};
 use crate::peer::wire::{Item, Request, Response};
+use crate::replica::Replicas;
 use crate::worker::{WorkState, Worker};
 
 /// How hints are delivered.
@@ -36,11 +38,12 @@ pub struct HandoffConfig {
 
 #[derive(Debug, Default)]
 struct Progress {
-    pending: BTreeMap<String, u64>,
+    pending: BTreeMap<NodeId, u64>,
     last_error: Option<String>,
 }
 
 pub struct Handoff {
+    replicas: Replicas,
     local: LocalStore,
     cluster: Arc<Cluster>,
     metrics: Arc<Metrics>,
@@ -58,15 +61,11 @@ impl std::fmt::Debug for Handoff {
 }
 
 impl Handoff {
-    pub fn new(
-        local: LocalStore,
-        cluster: Arc<Cluster>,
-        metrics: Arc<Metrics>,
-        config: HandoffConfig,
-    ) -> Handoff {
+    pub fn new(replicas: Replicas, metrics: Arc<Metrics>, config: HandoffConfig) -> Handoff {
         Handoff {
-            local,
-            cluster,
+            local: replicas.local().clone(),
+            cluster: replicas.cluster().clone(),
+            replicas,
             metrics,
             config,
             delivered: AtomicU64::new(0),
@@ -81,67 +80,45 @@ impl Handoff {
         &self,
         target: &NodeId,
         cursor: Option<Vec<u8>>,
-    ) -> Result<(usize, Option<Vec<u8>>), String> {
-        let name = target.0.clone();
-        let batch = self.config.batch;
-        let hints = self
-            .local
-            .run(move |s| s.scan_hints(&name, cursor.as_deref(), batch))
-            .await
-            .map_err(|e| e.to_string())?;
+    ) -> Result<(usize, Option<Vec<u8>>), Error> {
+        let hints = self.local.scan_hints(target.clone(), cursor, self.config.batch).await?;
         let Some(next) = hints.last().map(|h| h.cursor.clone()) else {
             return Ok((0, None));
         };
-        let addr = self.cluster.peer_addr(target).ok_or_else(|| format!("no address for {target}"))?;
+        let q = self.cluster.params().partitions;
+        // Hints were checked when kept; one that no longer passes (kept by an older
+        // version) is not sent, and stays until it expires.
         let items: Vec<Item> = hints
             .iter()
-            .map(|h| Item {
-                partition: h.partition,
-                bucket: h.bucket.clone(),
-                key: h.key.clone(),
-                object: h.object.clone(),
+            .filter_map(|h| {
+                let key = Key::placed(q, h.partition, h.bucket.clone().into(), h.key.clone().into()).ok()?;
+                Some(Item { key, object: h.object.clone() })
             })
             .collect();
         let deadline = Instant::now() + Duration::from_secs(10);
-        match self.cluster.peers().call(&addr, &Request::MergeBatch { items }, deadline).await {
-            Ok(Response::MergedBatch { .. }) => {}
-            Ok(Response::Error(e)) => return Err(format!("{target} refused hints: {e}")),
-            Ok(_) => return Err(format!("{target} gave an unexpected answer")),
-            Err(e) => return Err(format!("delivering to {target}: {e}")),
+        match self.replicas.request(target, &Request::MergeBatch { items }, deadline).await {
+            Ok((Response::MergedBatch { .. }, _)) => {}
+            Ok(_) => return Err(Error::Internal(format!("{target} gave an unexpected answer to hints"))),
+            Err(e) => return Err(Error::Unavailable(format!("delivering hints to {target}: {e}"))),
         }
-        let name = target.0.clone();
-        let removed = self
-            .local
-            .run(move |s| {
-                let mut removed = 0;
-                for h in &hints {
-                    let key = ObjectKey { partition: h.partition, bucket: &h.bucket, key: &h.key };
-                    if s.remove_hint_if_unchanged(&name, key, &h.object)? {
-                        removed += 1;
-                    }
-                }
-                Ok(removed)
-            })
-            .await
-            .map_err(|e| e.to_string())?;
+        let removed = self.local.remove_delivered(target.clone(), hints).await?;
         Ok((removed, Some(next)))
     }
 
     /// Counts the pending hints per target from storage and publishes the counts in
     /// the status and metrics. The node calls it once before it serves, so a restarted
     /// node never reports "no hints" while its hints wait for the first delivery round.
-    pub async fn refresh_pending(&self) -> Result<BTreeMap<String, u64>, String> {
-        let written = self.local.store().stats().hints_written.load(Ordering::Relaxed);
-        let counts = self.local.run(|s| s.hint_counts()).await.map_err(|e| e.to_string())?;
-        let pending: BTreeMap<String, u64> = counts.into_iter().collect();
+    pub async fn refresh_pending(&self) -> Result<BTreeMap<NodeId, u64>, Error> {
+        let written = self.local.stats().hints_written.load(Ordering::Relaxed);
+        let pending: BTreeMap<NodeId, u64> = self.local.hint_counts().await?.into_iter().collect();
         let mut progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
         for target in progress.pending.keys() {
             if !pending.contains_key(target) {
-                self.metrics.hints_pending.get_or_create(&PeerLabels { peer: target.clone() }).set(0);
+                self.metrics.hints_pending.get_or_create(&PeerLabels { peer: target.0.clone() }).set(0);
             }
         }
         for (target, n) in &pending {
-            self.metrics.hints_pending.get_or_create(&PeerLabels { peer: target.clone() }).set(*n as i64);
+            self.metrics.hints_pending.get_or_create(&PeerLabels { peer: target.0.clone() }).set(*n as i64);
         }
         progress.pending = pending.clone();
         self.counted_at.store(written, Ordering::Relaxed);
@@ -159,23 +136,23 @@ impl Worker for Handoff {
         json!({
             "pending": progress.pending,
             "delivered": self.delivered.load(Ordering::Relaxed),
-            "expired": self.local.store().stats().hints_expired.load(Ordering::Relaxed),
+            "expired": self.local.stats().hints_expired.load(Ordering::Relaxed),
             "last_error": progress.last_error,
         })
     }
 
-    async fn work(&self) -> Result<WorkState, String> {
+    async fn work(&self) -> Result<WorkState, Error> {
         // Counting scans every hint (and the tombstones delivered ones leave until
         // compaction): once per unit of work, and not at all while nothing is pending and
         // no hint arrived since the last count.
-        let written = self.local.store().stats().hints_written.load(Ordering::Relaxed);
+        let written = self.local.stats().hints_written.load(Ordering::Relaxed);
         let nothing_pending = self.progress.lock().unwrap_or_else(PoisonError::into_inner).pending.is_empty();
         if nothing_pending && self.counted_at.load(Ordering::Relaxed) == written {
             return Ok(WorkState::Idle);
         }
         let pending = self.refresh_pending().await?;
         let mut delivered_any = false;
-        for target in pending.keys().map(|t| NodeId(t.clone())) {
+        for target in pending.into_keys() {
             if self.cluster.is_me(&target) || !self.cluster.is_up(&target) {
                 continue;
             }
@@ -200,7 +177,7 @@ impl Worker for Handoff {
                     }
                     Err(e) => {
                         self.progress.lock().unwrap_or_else(PoisonError::into_inner).last_error =
-                            Some(e.clone());
+                            Some(e.to_string());
                         return Err(e);
                     }
                 }

@@ -5,20 +5,31 @@
 //! the same binary as a process.
 //!
 //! # Layout
+//!
+//! Two entry points, [`api`] (clients) and [`rpc`] (peers), share a [`state::NodeState`].
+//! Below them the [`coordinator`] decides whom to ask; [`replica`] asks (locally through
+//! [`local`], remotely through [`peer`]) and [`quorum`] counts the answers. No module
+//! below the entry points knows them; see `docs/DESIGN.md` for the whole table.
+//!
 //! - [`config`]: the configuration struct, its defaults and validation.
-//! - [`quorum`]: replica counts (`one`, `quorum`, `all`, a number).
-//! - [`api`]: the HTTP client API of API.md, with its one error-to-status mapping.
-//! - [`cluster`]: membership, the greeter, the current ring.
-//! - [`peer`]: the internode protocol, client and server.
-//! - [`coordinator`]: turns requests into replica calls and waits for quorums.
-//! - [`anti_entropy`]: Merkle-tree exchanges and tombstone reaping.
+//! - [`error`]: the node's one error type, mapped once to HTTP and once to the wire.
+//! - [`key`]: the one validated object name (partition, bucket, key).
+//! - [`api`]: the HTTP client API of API.md.
+//! - [`rpc`]: the peer listener's handler.
+//! - [`state`]: what both entry points share.
+//! - [`coordinator`]: reads, writes, forwarding and read repair.
+//! - [`replica`]: the replica-call layer: local or remote, one message to many.
+//! - [`quorum`]: the counting of answers, a pure state machine.
+//! - [`cluster`]: membership, the greeter, the failure detector loops, the ring.
 //! - [`detector`]: phi-accrual failure detection.
 //! - [`handoff`]: delivers hints to the replicas they were kept for.
+//! - [`anti_entropy`]: Merkle-tree exchanges and tombstone reaping.
 //! - [`worker`]: the shape and runner of background workers.
-//! - [`local`]: the storage boundary (blocking pool).
+//! - [`local`]: the storage boundary: the only way into the store.
+//! - [`peer`]: the wire format, the transport seam and the peer client.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`server`]: the HTTP/1.1 listener with graceful drain.
-//! - [`node`]: start-up, identity, shutdown.
+//! - [`node`]: start-up and shutdown.
 
 pub mod anti_entropy;
 pub mod api;
@@ -26,14 +37,20 @@ pub mod cluster;
 pub mod config;
 pub mod coordinator;
 pub mod detector;
+pub mod error;
 pub mod handoff;
+pub mod key;
 pub mod local;
 pub mod metrics;
 pub mod node;
 pub mod peer;
 pub mod quorum;
+pub mod replica;
+pub mod rpc;
 pub mod server;
+pub mod state;
 pub mod worker;
 
 pub use config::Config;
-pub use node::run;
+pub use error::Error;
+pub use node::{Node, run};

@@ -1,6 +1,11 @@
-//! The storage boundary: the only place the node calls the synchronous store.
+//! The storage boundary: the only way from async code into the synchronous store.
 //!
-//! Calls run on a few dedicated storage threads, never on tokio's async threads. A thread
+//! Nothing else in the node holds the [`Store`]: every call — reads, writes, hints,
+//! Merkle trees, scans, status figures — goes through a method here and runs on a
+//! dedicated storage thread, never on tokio's async threads (fjall can block on its
+//! journal lock through an fsync, and on write back-pressure).
+//!
+//! Calls run on a few dedicated storage threads. A thread
 //! takes every queued call at once (a batch) and runs them, so under load the threads
 //! rarely sleep and a call costs a queue push and a wake of the waiting task instead of a
 //! thread hand-off per call. Writes that must be on disk before they are acknowledged go
@@ -8,32 +13,25 @@
 //! boundary; [`Store::sync`] also shares fsyncs with any other caller).
 
 use std::collections::VecDeque;
+use std::hash::{BuildHasher, Hasher};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
-use bytes::Bytes;
-use quorumkv_storage::{Actor, Content, Durability, Error, Object, ObjectKey, Store, VersionVector};
+use quorumkv_ring::NodeId;
+use quorumkv_storage::{
+    Actor, Content, Durability, Entry, Error, Hint, Object, ObjectKey, Store, StoreStats, Tree, VersionVector,
+};
 use tokio::sync::oneshot;
+
+use crate::key::Key;
+use crate::peer::wire::{Item, KeyHash};
 
 /// Calls one storage thread takes from the queue at most, so others share the work.
 const MAX_BATCH: usize = 64;
 /// Durable writes one fsync covers at most.
 const MAX_DURABLE_BATCH: usize = 512;
-
-/// Names one object with owned bytes, so it can cross into a storage thread.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Key {
-    pub partition: u32,
-    pub bucket: Bytes,
-    pub key: Bytes,
-}
-
-impl Key {
-    pub fn as_object_key(&self) -> ObjectKey<'_> {
-        ObjectKey { partition: self.partition, bucket: &self.bucket, key: &self.key }
-    }
-}
 
 /// What a storage call leaves to do once its batch is fsynced.
 type AfterSync = Box<dyn FnOnce(&Result<(), Error>) + Send>;
@@ -93,14 +91,16 @@ impl Lane {
     }
 }
 
-/// Two lanes: reads and plain writes on a few threads; writes that must be fsynced on
-/// one thread of their own. fjall holds its journal lock through an fsync, so writes
-/// cannot land while one runs: a single durable thread keeps one fsync in flight, and
-/// every durable write that queued meanwhile shares the next one.
+/// Three lanes: reads and plain writes on a few threads; writes that must be fsynced on
+/// one thread of their own; scans (tree rebuilds, partition and hint scans) on one more,
+/// so a long scan never queues ahead of a request. fjall holds its journal lock through
+/// an fsync, so writes cannot land while one runs: a single durable thread keeps one
+/// fsync in flight, and every durable write that queued meanwhile shares the next one.
 struct Executor {
     store: Arc<Store>,
     general: Lane,
     durable: Lane,
+    scans: Lane,
 }
 
 impl Executor {
@@ -128,6 +128,7 @@ impl Executor {
 #[derive(Clone)]
 pub struct LocalStore {
     executor: Arc<Executor>,
+    threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
 impl std::fmt::Debug for LocalStore {
@@ -137,69 +138,96 @@ impl std::fmt::Debug for LocalStore {
 }
 
 impl LocalStore {
-    /// Starts `threads` storage threads over `store`, plus one for durable writes and,
-    /// with `journal_sync`, one that fsyncs the journal that often when it was written
-    /// to (see [`Store::sync_if_written`]).
-    pub fn new(store: Arc<Store>, threads: usize, journal_sync: Option<Duration>) -> LocalStore {
-        let executor = Arc::new(Executor { store, general: Lane::default(), durable: Lane::default() });
-        for i in 0..=threads.max(1) {
+    /// Starts `threads` storage threads over `store`, one for durable writes, one for
+    /// scans and, with `journal_sync`, one that fsyncs the journal that often when it
+    /// was written to (see [`Store::sync_if_written`]).
+    ///
+    /// # Errors
+    /// The OS refused a thread.
+    pub fn new(
+        store: Arc<Store>,
+        threads: usize,
+        journal_sync: Option<Duration>,
+    ) -> std::io::Result<LocalStore> {
+        let executor = Arc::new(Executor {
+            store,
+            general: Lane::default(),
+            durable: Lane::default(),
+            scans: Lane::default(),
+        });
+        let mut handles = Vec::new();
+        let mut start = |name: String, body: Box<dyn FnOnce() + Send>| -> std::io::Result<()> {
+            handles.push(std::thread::Builder::new().name(name).spawn(body)?);
+            Ok(())
+        };
+        for i in 1..=threads.max(1) {
             let ex = executor.clone();
-            let (name, durable) =
-                if i == 0 { ("storage-durable".to_string(), true) } else { (format!("storage-{i}"), false) };
-            let spawned = std::thread::Builder::new().name(name).spawn(move || {
-                if durable {
-                    ex.worker(&ex.durable, MAX_DURABLE_BATCH)
-                } else {
-                    ex.worker(&ex.general, MAX_BATCH)
-                }
-            });
-            if let Err(e) = spawned {
-                tracing::error!(error = %e, "cannot start a storage thread");
-            }
+            start(format!("storage-{i}"), Box::new(move || ex.worker(&ex.general, MAX_BATCH)))?;
         }
+        let ex = executor.clone();
+        start("storage-durable".into(), Box::new(move || ex.worker(&ex.durable, MAX_DURABLE_BATCH)))?;
+        let ex = executor.clone();
+        start("storage-scans".into(), Box::new(move || ex.worker(&ex.scans, 1)))?;
         if let Some(every) = journal_sync {
             let ex = executor.clone();
-            let spawned = std::thread::Builder::new().name("storage-syncer".into()).spawn(move || {
-                while !ex.general.is_stopped() {
-                    std::thread::sleep(every);
-                    if let Err(e) = ex.store.sync_if_written() {
-                        tracing::error!(error = %e, "periodic journal fsync failed");
+            start(
+                "storage-syncer".into(),
+                Box::new(move || {
+                    while !ex.general.is_stopped() {
+                        std::thread::sleep(every);
+                        if let Err(e) = ex.store.sync_if_written() {
+                            tracing::error!(error = %e, "periodic journal fsync failed");
+                        }
                     }
-                }
-            });
-            if let Err(e) = spawned {
-                tracing::error!(error = %e, "cannot start the journal syncer thread");
-            }
+                }),
+            )?;
         }
-        LocalStore { executor }
+        Ok(LocalStore { executor, threads: Arc::new(Mutex::new(handles)) })
     }
 
-    pub fn store(&self) -> &Arc<Store> {
-        &self.executor.store
+    /// Counters the store keeps (atomics: reading them never waits).
+    pub fn stats(&self) -> &StoreStats {
+        self.executor.store.stats()
     }
 
-    /// Lets the storage threads finish what is queued, then stop.
-    pub fn stop(&self) {
+    /// Flushes the store, lets the storage threads finish what is queued, and joins them.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.run(|s| s.flush()).await {
+            tracing::error!(error = %e, "flush on shutdown failed");
+        }
         self.executor.general.stop();
         self.executor.durable.stop();
+        self.executor.scans.stop();
+        let handles = std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
+        let joined = tokio::task::spawn_blocking(move || {
+            for h in handles {
+                let _ = h.join();
+            }
+        });
+        if joined.await.is_err() {
+            tracing::warn!("a storage thread could not be joined");
+        }
     }
 
     /// Runs `f` on a storage thread.
-    pub async fn run<T: Send + 'static>(
+    async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Store) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
-        let (tx, rx) = oneshot::channel();
-        self.executor.general.submit(Box::new(move |s| {
-            let _ = tx.send(f(s));
-            None
-        }))?;
-        rx.await.map_err(|_| Error::Unavailable("a storage call panicked".into()))?
+        run_on(&self.executor.general, f).await
+    }
+
+    /// Runs `f` on the scan thread.
+    async fn scan<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        run_on(&self.executor.scans, f).await
     }
 
     /// Runs `f` on a storage thread; if `durability` is [`Durability::Synced`], answers
     /// only once an fsync after `f` completed.
-    pub async fn run_write<T: Send + 'static>(
+    async fn run_write<T: Send + 'static>(
         &self,
         durability: Durability,
         f: impl FnOnce(&Store) -> Result<T, Error> + Send + 'static,
@@ -227,11 +255,7 @@ impl LocalStore {
     /// Reads this replica's version. A corrupt record reads as missing (it was logged and
     /// counted by the store), so repair replaces it.
     pub async fn get(&self, key: Key) -> Result<Option<Object>, Error> {
-        self.run(move |s| match s.get(key.as_object_key()) {
-            Err(Error::Corrupt { .. }) => Ok(None),
-            other => other,
-        })
-        .await
+        self.run(move |s| read(s, key.as_object_key())).await
     }
 
     /// Applies a client write as its coordinator: supersedes what `context` covers and
@@ -253,15 +277,12 @@ impl LocalStore {
 
     /// Reads this replica's version merged with the hints kept here for `targets` (what a
     /// fallback holds for the primaries it stands in for).
-    pub async fn get_with_hints(&self, key: Key, targets: Vec<String>) -> Result<Option<Object>, Error> {
+    pub async fn get_with_hints(&self, key: Key, targets: Vec<NodeId>) -> Result<Option<Object>, Error> {
         self.run(move |s| {
             let k = key.as_object_key();
-            let mut found = match s.get(k) {
-                Err(Error::Corrupt { .. }) => None,
-                other => other?,
-            };
+            let mut found = read(s, k)?;
             for target in &targets {
-                if let Ok(Some(hint)) = s.get_hint(target, k) {
+                if let Ok(Some(hint)) = s.get_hint(target.as_str(), k) {
                     found.get_or_insert_with(Object::new).merge(&hint);
                 }
             }
@@ -273,20 +294,19 @@ impl LocalStore {
     /// Keeps `object` as a hint for the replica `target`.
     pub async fn put_hint(
         &self,
-        target: String,
+        target: NodeId,
         key: Key,
         object: Object,
         durability: Durability,
     ) -> Result<(), Error> {
-        self.run_write(durability, move |s| s.put_hint(&target, key.as_object_key(), &object)).await
+        self.run_write(durability, move |s| s.put_hint(target.as_str(), key.as_object_key(), &object)).await
     }
 
     /// Merges a batch of versions (delivered hints), answering after one fsync.
-    pub async fn merge_batch(&self, items: Vec<crate::peer::wire::Item>) -> Result<(), Error> {
+    pub async fn merge_batch(&self, items: Vec<Item>) -> Result<(), Error> {
         self.run_write(Durability::Synced, move |s| {
             for item in &items {
-                let key = ObjectKey { partition: item.partition, bucket: &item.bucket, key: &item.key };
-                s.merge(key, &item.object, Durability::Journal)?;
+                s.merge(item.key.as_object_key(), &item.object, Durability::Journal)?;
             }
             Ok(())
         })
@@ -297,4 +317,206 @@ impl LocalStore {
     pub async fn merge(&self, key: Key, object: Object, durability: Durability) -> Result<Object, Error> {
         self.run_write(durability, move |s| s.merge(key.as_object_key(), &object, Durability::Journal)).await
     }
+
+    /// The next `limit` hints kept for `target` after `cursor`.
+    pub async fn scan_hints(
+        &self,
+        target: NodeId,
+        cursor: Option<Vec<u8>>,
+        limit: usize,
+    ) -> Result<Vec<Hint>, Error> {
+        self.run(move |s| s.scan_hints(target.as_str(), cursor.as_deref(), limit)).await
+    }
+
+    /// Removes the delivered hints that did not change meanwhile; returns how many.
+    pub async fn remove_delivered(&self, target: NodeId, hints: Vec<Hint>) -> Result<usize, Error> {
+        self.run(move |s| {
+            let mut removed = 0;
+            for h in &hints {
+                if s.remove_hint_if_unchanged(target.as_str(), h.object_key(), &h.object)? {
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        })
+        .await
+    }
+
+    /// Pending hints per target (scans every hint).
+    pub async fn hint_counts(&self) -> Result<Vec<(NodeId, u64)>, Error> {
+        self.scan(|s| Ok(s.hint_counts()?.into_iter().map(|(t, n)| (NodeId(t), n)).collect())).await
+    }
+
+    /// A copy of `partition`'s Merkle tree; `None` while the trees are rebuilt.
+    pub async fn tree(&self, partition: u32) -> Result<Option<Tree>, Error> {
+        self.run(move |s| Ok(s.tree(partition))).await
+    }
+
+    /// The roots of the given partitions' trees (none while the trees are rebuilt).
+    pub async fn roots(&self, partitions: Vec<u32>) -> Result<Vec<(u32, u64)>, Error> {
+        self.run(move |s| {
+            Ok(partitions.into_iter().filter_map(|p| s.tree(p).map(|t| (p, t.root()))).collect())
+        })
+        .await
+    }
+
+    /// Rebuilds every tree from storage (a full scan, on the scan thread).
+    pub async fn rebuild_trees(&self) -> Result<(), Error> {
+        self.scan(|s| s.rebuild_trees()).await
+    }
+
+    /// The objects of `partition` in some Merkle leaves (a partition scan).
+    pub async fn leaf_entries(&self, partition: u32, leaves: Vec<u16>) -> Result<Vec<Entry>, Error> {
+        self.scan(move |s| s.leaf_entries(partition, &leaves)).await
+    }
+
+    /// Up to `limit` tombstones of `partition` older than `before_ms` (a partition scan).
+    pub async fn tombstones(
+        &self,
+        partition: u32,
+        before_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<Entry>, Error> {
+        self.scan(move |s| s.tombstones(partition, before_ms, limit)).await
+    }
+
+    /// For each entry, whether this replica holds exactly that version.
+    pub async fn holds(&self, entries: Vec<KeyHash>) -> Result<Vec<bool>, Error> {
+        self.run(move |s| {
+            entries.iter().map(|e| Ok(s.item_hash(e.key.as_object_key())? == Some(e.hash))).collect()
+        })
+        .await
+    }
+
+    /// Removes each entry's key if it still holds exactly that version; returns how many.
+    pub async fn remove_unchanged(&self, entries: Vec<KeyHash>) -> Result<usize, Error> {
+        self.run(move |s| {
+            let mut removed = 0;
+            for e in &entries {
+                if s.remove_if(e.key.as_object_key(), e.hash)? {
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        })
+        .await
+    }
+
+    /// Storage figures for `/v1/status` and `/metrics`: bytes on disk (takes fjall's
+    /// journal lock, so never on an async thread), approximate objects, the tree width.
+    pub async fn figures(&self) -> Result<StorageFigures, Error> {
+        self.run(|s| {
+            Ok(StorageFigures {
+                disk_bytes: s.disk_space(),
+                approximate_objects: s.approximate_objects(),
+                tree_width: s.tree_width(),
+            })
+        })
+        .await
+    }
+
+    /// This node's id and incarnation, created on the first start (see [`load_identity`]).
+    pub async fn identity(&self, configured: Option<String>) -> Result<(NodeId, u64), Error> {
+        self.run(move |s| load_identity(s, configured.as_deref())).await
+    }
+
+    /// The raw record of a key, for tests that corrupt one.
+    #[doc(hidden)]
+    pub async fn raw(&self, key: Key) -> Result<Option<Vec<u8>>, Error> {
+        self.run(move |s| s.raw_get(key.as_object_key())).await
+    }
+
+    /// Overwrites the raw record of a key, for tests that corrupt one.
+    #[doc(hidden)]
+    pub async fn put_raw(&self, key: Key, bytes: Vec<u8>) -> Result<(), Error> {
+        self.run(move |s| s.raw_put(key.as_object_key(), &bytes)).await
+    }
+
+    /// Keeps a hint as if it had been kept at `now_ms`, for tests of hint expiry.
+    #[doc(hidden)]
+    pub async fn put_hint_at(
+        &self,
+        target: NodeId,
+        key: Key,
+        object: Object,
+        now_ms: u64,
+    ) -> Result<(), Error> {
+        self.run(move |s| s.put_hint_at(target.as_str(), key.as_object_key(), &object, now_ms)).await
+    }
+}
+
+/// What `/v1/status` and `/metrics` show of storage.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StorageFigures {
+    pub disk_bytes: u64,
+    pub approximate_objects: usize,
+    pub tree_width: usize,
+}
+
+/// Reads one object; a corrupt record reads as missing (the store logged and counted
+/// it), so repair replaces it.
+fn read(s: &Store, key: ObjectKey<'_>) -> Result<Option<Object>, Error> {
+    match s.get(key) {
+        Err(Error::Corrupt { .. }) => Ok(None),
+        other => other,
+    }
+}
+
+async fn run_on<T: Send + 'static>(
+    lane: &Lane,
+    f: impl FnOnce(&Store) -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    let (tx, rx) = oneshot::channel();
+    lane.submit(Box::new(move |s| {
+        let _ = tx.send(f(s));
+        None
+    }))?;
+    rx.await.map_err(|_| Error::Unavailable("a storage call panicked".into()))?
+}
+
+/// Loads this node's id and incarnation from the data directory, creating them on the
+/// first start. An empty data directory always gets a new incarnation, so a node that
+/// lost its data never reuses a dot.
+fn load_identity(store: &Store, configured: Option<&str>) -> Result<(NodeId, u64), Error> {
+    let stored_id = store.meta_get("node_id")?.and_then(|v| String::from_utf8(v).ok());
+    let node_id = match (configured, stored_id) {
+        (Some(id), stored) => {
+            if stored.as_deref() != Some(id) {
+                if let Some(old) = stored {
+                    tracing::warn!(old = %old, new = %id, "node id changed by configuration");
+                }
+                store.meta_put("node_id", id.as_bytes())?;
+            }
+            id.to_owned()
+        }
+        (None, Some(stored)) => stored,
+        (None, None) => {
+            let id = format!("node-{:08x}", random_u64() as u32);
+            store.meta_put("node_id", id.as_bytes())?;
+            id
+        }
+    };
+    let incarnation = match store.meta_get("incarnation")? {
+        Some(v) if v.len() == 8 => {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&v);
+            u64::from_le_bytes(b)
+        }
+        _ => {
+            let inc = random_u64();
+            store.meta_put("incarnation", &inc.to_le_bytes())?;
+            inc
+        }
+    };
+    Ok((NodeId(node_id), incarnation))
+}
+
+/// A random number from the OS-seeded hasher keys: unique enough for ids.
+fn random_u64() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
 }

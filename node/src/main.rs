@@ -201,15 +201,16 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
-        tokio::spawn(stop_on_signal(shutdown.clone()));
-        match cli.command {
-            None => {
-                let config = cli.node.into_config()?;
-                quorumkv_node::run(config, shutdown, None).await?;
-            }
-            Some(Command::Dev(dev)) => run_dev(dev, cli.node, shutdown).await?,
-        }
-        Ok(())
+        let signals = tokio::spawn(stop_on_signal(shutdown.clone()));
+        let ran = match cli.command {
+            None => match cli.node.into_config() {
+                Ok(config) => quorumkv_node::run(config, shutdown, None).await.map_err(anyhow::Error::from),
+                Err(e) => Err(e),
+            },
+            Some(Command::Dev(dev)) => run_dev(dev, cli.node, shutdown).await,
+        };
+        signals.abort();
+        ran
     })
 }
 

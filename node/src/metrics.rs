@@ -9,7 +9,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use quorumkv_storage::Store;
+use quorumkv_storage::StoreStats;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -213,12 +213,11 @@ impl Metrics {
     }
 
     /// The text exposition, with storage figures read now.
-    pub fn render(&self, store: &Store) -> String {
-        let stats = store.stats();
+    pub fn render(&self, stats: &StoreStats, disk_bytes: u64) -> String {
         self.corrupt_records.set(stats.corrupt_records.load(Ordering::Relaxed) as i64);
         self.storage_syncs.set(stats.syncs.load(Ordering::Relaxed) as i64);
         self.hints_expired.set(stats.hints_expired.load(Ordering::Relaxed) as i64);
-        self.storage_bytes.set(store.disk_space() as i64);
+        self.storage_bytes.set(disk_bytes as i64);
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

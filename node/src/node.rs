@@ -1,12 +1,14 @@
-//! Starting and stopping a node: identity, storage, listeners, workers, shutdown.
+//! Starting and stopping a node: storage, identity, the parts, the workers, the
+//! listeners, shutdown.
+//!
+//! [`Node::start`] builds a node over any [`Transport`]; [`run`] is the binary's whole
+//! life: listeners on TCP, the HTTP transport, serve until the shutdown signal, drain.
 
-use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quorumkv_storage::{Actor, Store};
-use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -18,9 +20,10 @@ use crate::coordinator::{Coordinator, Identity};
 use crate::handoff::{Handoff, HandoffConfig};
 use crate::local::LocalStore;
 use crate::metrics::Metrics;
-use crate::peer::PeerClient;
 use crate::peer::wire::{ClusterParams, MemberInfo};
-use crate::worker::Worker;
+use crate::peer::{HttpTransport, PeerClient, Transport};
+use crate::replica::Replicas;
+use crate::state::NodeState;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -34,65 +37,159 @@ pub enum StartError {
     DataDir { dir: String, source: std::io::Error },
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
-    #[error("cannot count the pending hints: {0}")]
-    Hints(String),
+    #[error("cannot start storage threads: {0}")]
+    Threads(std::io::Error),
+    #[error("cannot load the node's identity or hints: {0}")]
+    Load(crate::error::Error),
 }
 
-/// What every request handler shares.
+/// A started node: its shared state, and the tasks it owns.
 #[derive(Debug)]
-pub struct NodeState {
-    pub config: Config,
-    pub coordinator: Coordinator,
-    pub metrics: Arc<Metrics>,
-    pub local: LocalStore,
-    pub handoff: Arc<Handoff>,
-    pub anti_entropy: Arc<AntiEntropy>,
-    pub started: Instant,
+pub struct Node {
+    state: Arc<NodeState>,
+    peers: PeerClient,
+    /// Replication and repair that outlive the request that started them.
+    background: TaskTracker,
+    workers: TaskTracker,
+    worker_stop: CancellationToken,
 }
 
-impl NodeState {
-    pub fn status_json(&self) -> Value {
-        let id = self.coordinator.identity();
-        let store = self.local.store();
-        let cluster = self.coordinator.cluster();
-        let members = cluster.members_json();
-        let n = cluster.params().replicas;
-        let mut warnings = Vec::new();
-        if members.len() < n {
-            warnings.push(format!(
-                "the cluster has {} member(s), fewer than N={n}: writes needing more than {} replicas will fail",
-                members.len(),
-                members.len()
-            ));
-        }
-        let me = cluster.my_id();
-        json!({
-            "node_id": id.node_id,
-            "incarnation": id.incarnation,
-            "version": env!("CARGO_PKG_VERSION"),
-            "api_addr": cluster.me().api_addr,
-            "peer_addr": cluster.me().peer_addr,
-            "uptime_seconds": self.started.elapsed().as_secs(),
-            "replicas": n,
-            "partitions": cluster.params().partitions,
-            "ring_version": cluster.ring().version(),
-            "partitions_owned": cluster.ring().partitions_of(&me).len(),
-            "members": members,
-            "warnings": warnings,
-            "workers": {
-                "hinted_handoff": self.handoff.status(),
-                "anti_entropy": self.anti_entropy.status(),
-            },
-            "storage": {
-                "disk_bytes": store.disk_space(),
-                "approximate_objects": store.approximate_objects(),
-                "corrupt_records": store.stats().corrupt_records.load(std::sync::atomic::Ordering::Relaxed),
-            },
+impl Node {
+    /// Opens storage, loads the identity, builds the parts and starts the workers. Peers
+    /// are reached through `transport`; `api_addr` and `peer_addr` are what others are
+    /// told (the config's advertised addresses win over them).
+    pub async fn start(
+        config: Config,
+        transport: Arc<dyn Transport>,
+        api_addr: String,
+        peer_addr: String,
+    ) -> Result<Node, StartError> {
+        config.validate()?;
+        let dir = config.data_dir.clone();
+        let storage_err = |source| StartError::Storage { dir: dir.display().to_string(), source };
+        let open_dir = dir.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&open_dir)
+                .map_err(|source| StartError::DataDir { dir: open_dir.display().to_string(), source })?;
+            Store::open(&open_dir)
+                .map_err(|source| StartError::Storage { dir: open_dir.display().to_string(), source })
         })
+        .await
+        .map_err(|e| storage_err(quorumkv_storage::Error::Unavailable(e.to_string())))??;
+        let store = Arc::new(opened);
+        // A hint that outlived the tombstone grace period may hold a version a reaped
+        // tombstone superseded: it is dropped rather than delivered (anti-entropy repairs).
+        store.set_hint_ttl(Some(Duration::from_millis(config.tombstone_grace_ms)));
+        let journal_sync =
+            (config.journal_sync_ms > 0).then(|| Duration::from_millis(config.journal_sync_ms));
+        let local =
+            LocalStore::new(store, config.storage_threads, journal_sync).map_err(StartError::Threads)?;
+        let (node_id, incarnation) =
+            local.identity(config.node_id.clone()).await.map_err(|e| StartError::Load(e.into()))?;
+        let identity = Identity { actor: Actor::new(node_id.as_str(), incarnation), node_id, incarnation };
+        tracing::info!(node_id = %identity.node_id, incarnation = identity.incarnation, "node starting");
+
+        let me = MemberInfo {
+            node_id: identity.node_id.clone(),
+            incarnation: identity.incarnation,
+            peer_addr: config.peer_advertise.clone().unwrap_or(peer_addr),
+            api_addr: config.advertise.clone().unwrap_or(api_addr),
+        };
+        let params = ClusterParams {
+            partitions: config.partitions,
+            replicas: config.effective_replicas(),
+            vnodes: config.vnodes,
+        };
+        let peers = PeerClient::new(
+            transport,
+            config.peer_max_in_flight,
+            Duration::from_millis(config.peer_timeout_ms),
+        );
+        let metrics = Arc::new(Metrics::new());
+        let detector = DetectorConfig {
+            heartbeat: Duration::from_millis(config.heartbeat_interval_ms),
+            phi_threshold: config.phi_threshold,
+        };
+        let cluster = Arc::new(Cluster::new(
+            me,
+            params,
+            config.seeds.clone(),
+            peers.clone(),
+            detector,
+            metrics.clone(),
+        ));
+        let replicas = Replicas::new(local, cluster.clone(), metrics.clone());
+        let background = TaskTracker::new();
+        let coordinator = Coordinator::new(
+            identity,
+            replicas.clone(),
+            metrics.clone(),
+            background.clone(),
+            config.hinted_handoff,
+        );
+        let handoff = Arc::new(Handoff::new(
+            replicas.clone(),
+            metrics.clone(),
+            HandoffConfig {
+                batch: config.hint_batch,
+                rate: config.hint_rate,
+                poll: Duration::from_millis(500),
+            },
+        ));
+        handoff.refresh_pending().await.map_err(StartError::Load)?;
+        let anti_entropy = Arc::new(AntiEntropy::new(
+            replicas.clone(),
+            metrics.clone(),
+            AntiEntropyConfig {
+                interval: Duration::from_millis(config.aae_interval_ms),
+                rebuild_interval: Duration::from_secs(config.aae_rebuild_interval_s),
+                tombstone_grace: Duration::from_millis(config.tombstone_grace_ms),
+            },
+        ));
+        let state = Arc::new(NodeState {
+            config,
+            cluster: cluster.clone(),
+            replicas,
+            coordinator,
+            metrics,
+            handoff: handoff.clone(),
+            anti_entropy: anti_entropy.clone(),
+            started: Instant::now(),
+        });
+
+        let workers = TaskTracker::new();
+        let worker_stop = CancellationToken::new();
+        workers.spawn(cluster.clone().run_greeter(worker_stop.clone()));
+        workers.spawn(cluster.run_detector(worker_stop.clone()));
+        workers.spawn(crate::worker::run(handoff, worker_stop.clone()));
+        workers.spawn(crate::worker::run(anti_entropy, worker_stop.clone()));
+        Ok(Node { state, peers, background, workers, worker_stop })
     }
 
-    pub fn ring_json(&self) -> Value {
-        self.coordinator.cluster().ring_json()
+    pub fn state(&self) -> &Arc<NodeState> {
+        &self.state
+    }
+
+    /// Stops the node once its client requests are drained: lets background replication
+    /// finish (for at most `grace`), stops the workers and the peer client, flushes
+    /// storage and joins its threads.
+    pub async fn shutdown(self, grace: Duration) {
+        self.background.close();
+        if tokio::time::timeout(grace, self.background.wait()).await.is_err() {
+            tracing::warn!("background replication did not finish before the deadline");
+        }
+        self.worker_stop.cancel();
+        self.workers.close();
+        if tokio::time::timeout(grace, self.workers.wait()).await.is_err() {
+            tracing::warn!("workers did not stop before the deadline");
+        }
+        self.peers.close();
+        if tokio::time::timeout(grace, self.peers.wait()).await.is_err() {
+            tracing::warn!("peer calls did not end before the deadline");
+        }
+        tracing::info!("flushing storage");
+        self.state.replicas.local().shutdown().await;
+        tracing::info!("stopped");
     }
 }
 
@@ -105,16 +202,6 @@ pub async fn run(
     ready: Option<tokio::sync::oneshot::Sender<(SocketAddr, SocketAddr)>>,
 ) -> Result<(), StartError> {
     config.validate()?;
-    let storage_err = |source| StartError::Storage { dir: config.data_dir.display().to_string(), source };
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|source| StartError::DataDir { dir: config.data_dir.display().to_string(), source })?;
-    let store = Arc::new(Store::open(&config.data_dir).map_err(storage_err)?);
-    // A hint that outlived the tombstone grace period may hold a version a reaped
-    // tombstone superseded: it is dropped rather than delivered (anti-entropy repairs).
-    store.set_hint_ttl(Some(Duration::from_millis(config.tombstone_grace_ms)));
-    let identity = identity(&store, config.node_id.as_deref()).map_err(storage_err)?;
-    tracing::info!(node_id = %identity.node_id, incarnation = identity.incarnation, "node starting");
-
     let bind = |addr: SocketAddr| async move {
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
         let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
@@ -122,152 +209,33 @@ pub async fn run(
     };
     let (api_listener, api_addr) = bind(config.listen).await?;
     let (peer_listener, peer_addr) = bind(config.peer_listen).await?;
-
-    let me = MemberInfo {
-        node_id: identity.node_id.clone(),
-        incarnation: identity.incarnation,
-        peer_addr: config.peer_advertise.clone().unwrap_or_else(|| peer_addr.to_string()),
-        api_addr: config.advertise.clone().unwrap_or_else(|| api_addr.to_string()),
-    };
-    let params = ClusterParams {
-        partitions: config.partitions,
-        replicas: config.effective_replicas(),
-        vnodes: config.vnodes,
-    };
-    let peers = PeerClient::new(config.peer_max_in_flight, Duration::from_millis(config.peer_timeout_ms));
-    let metrics = Arc::new(Metrics::new());
-    let detector = DetectorConfig {
-        heartbeat: Duration::from_millis(config.heartbeat_interval_ms),
-        phi_threshold: config.phi_threshold,
-    };
-    let cluster = Arc::new(Cluster::new(me, params, config.seeds.clone(), peers, detector, metrics.clone()));
-
-    let journal_sync = (config.journal_sync_ms > 0).then(|| Duration::from_millis(config.journal_sync_ms));
-    let local = LocalStore::new(store.clone(), config.storage_threads, journal_sync);
-    let background = TaskTracker::new();
-    let coordinator = Coordinator::new(
-        identity,
-        local.clone(),
-        cluster.clone(),
-        metrics.clone(),
-        background.clone(),
-        config.hinted_handoff,
-    );
     let grace = Duration::from_millis(config.shutdown_grace_ms);
-    let handoff = Arc::new(Handoff::new(
-        local.clone(),
-        cluster.clone(),
-        metrics.clone(),
-        HandoffConfig { batch: config.hint_batch, rate: config.hint_rate, poll: Duration::from_millis(500) },
+    let transport = Arc::new(HttpTransport::new(
+        config.peer_max_in_flight,
+        Duration::from_millis(config.peer_timeout_ms),
     ));
-    handoff.refresh_pending().await.map_err(StartError::Hints)?;
-    let anti_entropy = Arc::new(AntiEntropy::new(
-        local.clone(),
-        cluster.clone(),
-        metrics.clone(),
-        AntiEntropyConfig {
-            interval: Duration::from_millis(config.aae_interval_ms),
-            rebuild_interval: Duration::from_secs(config.aae_rebuild_interval_s),
-            tombstone_grace: Duration::from_millis(config.tombstone_grace_ms),
-        },
-    ));
-    let state = Arc::new(NodeState {
-        config,
-        coordinator,
-        metrics,
-        local,
-        handoff: handoff.clone(),
-        anti_entropy: anti_entropy.clone(),
-        started: Instant::now(),
-    });
+    let node = Node::start(config, transport, api_addr.to_string(), peer_addr.to_string()).await?;
+    let state = node.state().clone();
 
-    let workers = TaskTracker::new();
-    let worker_stop = CancellationToken::new();
-    workers.spawn(cluster.clone().run_greeter(worker_stop.clone()));
-    workers.spawn(cluster.clone().run_detector(worker_stop.clone()));
-    workers.spawn(crate::worker::run(handoff, worker_stop.clone()));
-    workers.spawn(crate::worker::run(anti_entropy, worker_stop.clone()));
     let peer_stop = CancellationToken::new();
-    let peer_server = workers.spawn(crate::server::serve(
+    let peer_server = tokio::spawn(crate::server::serve(
         "peer",
         peer_listener,
         state.clone(),
-        crate::peer::server::handle,
+        crate::rpc::handle,
         peer_stop.clone(),
         grace,
     ));
-
     tracing::info!(api = %api_addr, peer = %peer_addr, "serving");
     if let Some(ready) = ready {
         let _ = ready.send((api_addr, peer_addr));
     }
-    crate::server::serve("api", api_listener, state.clone(), crate::api::handle, shutdown.clone(), grace)
-        .await;
+    crate::server::serve("api", api_listener, state, crate::api::handle, shutdown.clone(), grace).await;
 
-    // Client requests are drained; let their background replication finish, then stop
-    // the workers and the peer listener.
-    background.close();
-    if tokio::time::timeout(grace, background.wait()).await.is_err() {
-        tracing::warn!("background replication did not finish before the deadline");
-    }
-    worker_stop.cancel();
+    // Client requests are drained. Our background replication goes to the peer
+    // listeners of others, so ours can stop before it; storage stops last.
     peer_stop.cancel();
-    workers.close();
     let _ = peer_server.await;
-    let _ = tokio::time::timeout(grace, workers.wait()).await;
-
-    tracing::info!("flushing storage");
-    if let Err(e) = state.local.run(|s| s.flush()).await {
-        tracing::error!(error = %e, "flush on shutdown failed");
-    }
-    state.local.stop();
-    tracing::info!("stopped");
+    node.shutdown(grace).await;
     Ok(())
-}
-
-/// Loads this node's id and incarnation from the data directory, creating them on the
-/// first start. An empty data directory always gets a new incarnation, so a node that
-/// lost its data never reuses a dot.
-fn identity(store: &Store, configured: Option<&str>) -> Result<Identity, quorumkv_storage::Error> {
-    let stored_id = store.meta_get("node_id")?.and_then(|v| String::from_utf8(v).ok());
-    let node_id = match (configured, stored_id) {
-        (Some(id), stored) => {
-            if stored.as_deref() != Some(id) {
-                if let Some(old) = stored {
-                    tracing::warn!(old = %old, new = %id, "node id changed by configuration");
-                }
-                store.meta_put("node_id", id.as_bytes())?;
-            }
-            id.to_owned()
-        }
-        (None, Some(stored)) => stored,
-        (None, None) => {
-            let id = format!("node-{:08x}", random_u64() as u32);
-            store.meta_put("node_id", id.as_bytes())?;
-            id
-        }
-    };
-    let incarnation = match store.meta_get("incarnation")? {
-        Some(v) if v.len() == 8 => {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&v);
-            u64::from_le_bytes(b)
-        }
-        _ => {
-            let inc = random_u64();
-            store.meta_put("incarnation", &inc.to_le_bytes())?;
-            inc
-        }
-    };
-    Ok(Identity { actor: Actor::new(&node_id, incarnation), node_id, incarnation })
-}
-
-/// A random number from the OS-seeded hasher keys: unique enough for ids.
-pub(crate) fn random_u64() -> u64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0),
-    );
-    h.write_u32(std::process::id());
-    h.finish()
 }

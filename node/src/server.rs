@@ -35,6 +35,8 @@ pub async fn serve<S, H, F, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let graceful = GracefulShutdown::new();
+    // Every connection is a task of this set, so none outlives the listener's drain.
+    let mut connections = tokio::task::JoinSet::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(IDLE_TIMEOUT).keep_alive(true);
     loop {
@@ -42,6 +44,7 @@ pub async fn serve<S, H, F, B>(
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
+        while connections.try_join_next().is_some() {}
         let (stream, _) = match accepted {
             Ok(conn) => conn,
             Err(e) => {
@@ -56,7 +59,7 @@ pub async fn serve<S, H, F, B>(
         let service = service_fn(move |req| handler(state.clone(), req));
         let conn = http.serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(listener = name, error = %e, "connection ended with an error");
             }
@@ -67,4 +70,5 @@ pub async fn serve<S, H, F, B>(
         () = graceful.shutdown() => tracing::info!(listener = name, "drained"),
         () = tokio::time::sleep(grace) => tracing::warn!(listener = name, "drain deadline passed; closing connections"),
     }
+    connections.shutdown().await;
 }

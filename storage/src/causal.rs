@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -114,8 +115,8 @@ impl FromIterator<Dot> for VersionVector {
 pub enum Content {
     Value {
         content_type: String,
-        #[serde(with = "serde_bytes")]
-        bytes: Vec<u8>,
+        /// Shared, not copied, from the request body to storage and back to a response.
+        bytes: Bytes,
     },
     /// A delete, stamped with the coordinator's wall-clock time (milliseconds since the
     /// Unix epoch) so tombstones can be reaped after a grace period.
@@ -123,7 +124,7 @@ pub enum Content {
 }
 
 impl Content {
-    pub fn value(content_type: impl Into<String>, bytes: impl Into<Vec<u8>>) -> Content {
+    pub fn value(content_type: impl Into<String>, bytes: impl Into<Bytes>) -> Content {
         Content::Value { content_type: content_type.into(), bytes: bytes.into() }
     }
 

@@ -9,11 +9,14 @@
 //! - [`process`]: one node process and the signals a test sends it.
 //! - [`cluster`]: several nodes seeded with each other.
 //! - [`http`]: a minimal client returning status, headers and body.
+//! - [`in_process`]: a cluster inside the test process over an in-memory network with
+//!   fault injection, for the behaviour tests that need no real processes.
 
 #![allow(unsafe_code)] // libc::kill to pause, resume and kill -9 node processes.
 
 pub mod cluster;
 pub mod http;
+pub mod in_process;
 pub mod process;
 
 pub use cluster::Cluster;
@@ -23,7 +26,21 @@ pub use process::NodeProcess;
 use std::time::{Duration, Instant};
 
 /// Polls `check` until it returns `Some`, or panics with `what` after `deadline`.
-pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    match poll_until(deadline, check).await {
+        Some(v) => v,
+        None => panic!("timed out after {deadline:?} waiting for: {what}"),
+    }
+}
+
+/// The one polling loop: `check` every 50 ms until it returns `Some`; `None` once
+/// `deadline` has passed. Tests call [`eventually`]; harness code that has more to say
+/// on a timeout calls this.
+pub async fn poll_until<T, F, Fut>(deadline: Duration, mut check: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -31,9 +48,11 @@ where
     let start = Instant::now();
     loop {
         if let Some(v) = check().await {
-            return v;
+            return Some(v);
         }
-        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for: {what}");
+        if start.elapsed() >= deadline {
+            return None;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

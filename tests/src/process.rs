@@ -105,20 +105,34 @@ impl NodeProcess {
     pub async fn wait_healthy(&mut self) {
         let http = Http::new();
         let url = self.url("/v1/health");
-        for _ in 0..400 {
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
+        let mut child = self.child.as_mut();
+        let mut exited = None;
+        let healthy = crate::poll_until(Duration::from_secs(20), || {
+            if let Some(c) = child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
             {
-                panic!("{} exited during start-up ({status}); log:\n{}", self.name, self.log_tail());
+                exited = Some(status);
             }
-            if let Ok(r) = http.send(hyper::Method::GET, &url, &[], bytes::Bytes::new()).await
-                && r.status == 200
-            {
-                return;
+            let (http, url, done) = (http.clone(), url.clone(), exited.is_some());
+            async move {
+                if done {
+                    return Some(false);
+                }
+                let r = http.send(hyper::Method::GET, &url, &[], bytes::Bytes::new()).await.ok()?;
+                (r.status == 200).then_some(true)
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        })
+        .await;
+        if let Some(status) = exited {
+            panic!("{} exited during start-up ({status}); log:\n{}", self.name, self.log_tail());
         }
-        panic!("{} did not become healthy in 20 s; log:\n{}", self.name, self.log_tail());
+        assert_eq!(
+            healthy,
+            Some(true),
+            "{} did not become healthy in 20 s; log:\n{}",
+            self.name,
+            self.log_tail()
+        );
     }
 
     pub fn is_running(&self) -> bool {

@@ -11,23 +11,6 @@ async fn local(http: &Http, node: &NodeProcess, bucket: &str, key: &str) -> quor
     http.get(&node.kv(bucket, key, "local=true")).await
 }
 
-/// Every running node's Merkle roots, once they are all equal (and trees are ready).
-async fn wait_converged(http: &Http, c: &Cluster, deadline: Duration) {
-    eventually("every replica has equal Merkle roots", deadline, || async {
-        let mut roots = Vec::new();
-        for n in c.nodes.iter().filter(|n| n.is_running()) {
-            let status = http.get(&n.url("/v1/status")).await.json();
-            let ae = &status["workers"]["anti_entropy"];
-            if ae["trees"] != "ready" {
-                return None;
-            }
-            roots.push(ae["roots"].clone());
-        }
-        roots.windows(2).all(|w| w[0] == w[1]).then_some(())
-    })
-    .await;
-}
-
 #[tokio::test]
 async fn a_node_that_lost_its_disk_gets_every_key_back_from_anti_entropy() {
     let mut c = Cluster::start(3, 3, FAST_AAE).await;
@@ -66,47 +49,6 @@ async fn a_node_that_lost_its_disk_gets_every_key_back_from_anti_entropy() {
     let r = http.put(&c.nodes[2].kv("ae", "k1", "w=3"), &[("x-causal-context", &ctx)], "reborn").await;
     assert_eq!(r.status, 204);
     assert_eq!(http.get(&c.nodes[1].kv("ae", "k1", "r=3")).await.text(), "reborn");
-}
-
-#[tokio::test]
-async fn divergent_replicas_converge_to_equal_roots_and_equal_sibling_sets() {
-    let mut c = Cluster::start(3, 3, FAST_AAE).await;
-    let http = Http::new();
-    // Each node in turn is stopped while writes at W=1 go to the others; some keys get
-    // concurrent blind writes on different sides.
-    for round in 0..3 {
-        c.node(round).kill9();
-        let up: Vec<usize> = (0..3).filter(|&i| i != round).collect();
-        for i in 0..150 {
-            let via = &c.nodes[up[i % 2]];
-            let key = format!("k{}", i % 100);
-            let r = http.put(&via.kv("dv", &key, "w=1"), &[], format!("r{round}-{i}")).await;
-            assert_eq!(r.status, 204, "{}", r.text());
-        }
-        c.node(round).start().await;
-        c.wait_members(3).await;
-    }
-    wait_converged(&http, &c, Duration::from_secs(90)).await;
-    for i in 0..100 {
-        let key = format!("k{i}");
-        let first = local(&http, &c.nodes[0], "dv", &key).await;
-        for n in 1..3 {
-            let other = local(&http, &c.nodes[n], "dv", &key).await;
-            assert_eq!(other.status, first.status, "{key}");
-            assert_eq!(other.context(), first.context(), "{key}: same causal history on node-{}", n + 1);
-            if first.status == 300 {
-                let mut a: Vec<String> =
-                    first.text().lines().filter(|l| l.starts_with('r')).map(String::from).collect();
-                let mut b: Vec<String> =
-                    other.text().lines().filter(|l| l.starts_with('r')).map(String::from).collect();
-                a.sort();
-                b.sort();
-                assert_eq!(a, b, "{key}: same sibling set");
-            } else {
-                assert_eq!(other.text(), first.text(), "{key}");
-            }
-        }
-    }
 }
 
 #[tokio::test]
@@ -162,29 +104,24 @@ async fn deleted_keys_stay_deleted_and_tombstones_are_reaped_everywhere() {
     c.node(2).start().await;
     c.wait_members(3).await;
     // Until everything is reaped, no deleted key reappears through any node.
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    loop {
+    eventually("every sampled tombstone is reaped", Duration::from_secs(120), || async {
         for i in (0..1000).step_by(37) {
             for n in 0..3 {
                 let r = http.get(&c.nodes[n].kv("rp", &format!("k{i}"), "r=2")).await;
                 assert_eq!(r.status, 404, "k{i} came back on node-{}: {}", n + 1, r.text());
             }
         }
-        let mut left = 0;
         for n in &c.nodes {
             for i in (0..1000).step_by(7) {
                 // A tombstone answers 404 with a context; a reaped key without one.
                 if local(&http, n, "rp", &format!("k{i}")).await.context().is_some() {
-                    left += 1;
+                    return None;
                 }
             }
         }
-        if left == 0 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{left} sampled tombstones not reaped yet");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+        Some(())
+    })
+    .await;
     let mut total = 0.0;
     for n in &c.nodes {
         total += metric(&http, n, "quorumkv_tombstones_reaped_total").await;
@@ -198,7 +135,9 @@ async fn deleted_keys_stay_deleted_and_tombstones_are_reaped_everywhere() {
 
 #[tokio::test]
 async fn an_operator_can_trigger_an_exchange() {
-    let c = Cluster::start(3, 3, &["--hinted-handoff", "false"]).await;
+    // The regular sweep visits one partition an hour here: only the trigger can make
+    // partition 3 exchange within the test's deadline.
+    let c = Cluster::start(3, 3, &["--hinted-handoff", "false", "--aae-interval-ms", "3600000"]).await;
     let http = Http::new();
     let r = http
         .send(hyper::Method::POST, &c.nodes[0].url("/v1/admin/anti-entropy?partition=3"), &[], "")
@@ -218,4 +157,7 @@ async fn an_operator_can_trigger_an_exchange() {
             .filter(|&t| t > 0)
     })
     .await;
+    let status = http.get(&c.nodes[0].url("/v1/status")).await.json();
+    let exchanged = status["workers"]["anti_entropy"]["partitions"].as_object().expect("partitions").len();
+    assert!(exchanged <= 2, "the sweep did not walk the partitions meanwhile: {exchanged} exchanged");
 }

@@ -1,9 +1,8 @@
 //! The client API of API.md: object endpoints, health, status, ring and metrics.
 //!
 //! Parsing and validation happen here; statuses are decided only by
-//! [`ApiError::status`]; the work is the coordinator's.
+//! [`Error::status`](crate::error::Error::status); the work is the coordinator's.
 
-pub mod error;
 pub mod params;
 mod response;
 
@@ -18,12 +17,12 @@ use hyper::{Method, Request, Response, StatusCode};
 use quorumkv_storage::{Content, VersionVector};
 use serde_json::json;
 
-pub use error::ApiError;
 use params::ObjectParams;
 
 use crate::coordinator::{ReadOptions, WriteOptions};
-use crate::local::Key;
-use crate::node::NodeState;
+use crate::error::Error;
+use crate::key::Key;
+use crate::state::NodeState;
 
 pub const CONTEXT_HEADER: &str = "x-causal-context";
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
@@ -40,7 +39,7 @@ pub async fn handle(
     let response = match result {
         Ok(resp) => resp,
         Err(e) => {
-            if let ApiError::Internal(why) = &e {
+            if let Error::Internal(why) = &e {
                 tracing::error!(op, error = %why, "request failed inside the node");
             }
             response::error(&e)
@@ -50,42 +49,41 @@ pub async fn handle(
     Ok(response)
 }
 
-async fn route(
-    state: &NodeState,
-    req: Request<Incoming>,
-) -> (&'static str, Result<Response<Body>, ApiError>) {
+async fn route(state: &NodeState, req: Request<Incoming>) -> (&'static str, Result<Response<Body>, Error>) {
     let path = req.uri().path().to_owned();
     if let Some(rest) = path.strip_prefix("/v1/kv/") {
         let Some((bucket, key)) = rest.split_once('/') else {
-            return ("invalid", Err(ApiError::bad("invalid_key", "the path is /v1/kv/{bucket}/{key}")));
+            return ("invalid", Err(Error::bad("invalid_key", "the path is /v1/kv/{bucket}/{key}")));
         };
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         return match *req.method() {
             Method::GET => ("get", get_object(state, req, &bucket, &key).await),
             Method::PUT => ("put", put_object(state, req, &bucket, &key).await),
             Method::DELETE => ("delete", delete_object(state, req, &bucket, &key).await),
-            _ => ("invalid", Err(ApiError::MethodNotAllowed)),
+            _ => ("invalid", Err(Error::MethodNotAllowed)),
         };
     }
     match (req.method(), path.as_str()) {
         (&Method::GET, "/v1/health") => {
             ("health", Ok(response::json(StatusCode::OK, &json!({"status": "ok"}))))
         }
-        (&Method::GET, "/v1/status") => ("status", Ok(response::json(StatusCode::OK, &state.status_json()))),
+        (&Method::GET, "/v1/status") => {
+            ("status", Ok(response::json(StatusCode::OK, &state.status_json().await)))
+        }
         (&Method::GET, "/v1/ring") => ("ring", Ok(response::json(StatusCode::OK, &state.ring_json()))),
         (&Method::GET, "/metrics") => ("metrics", Ok(metrics(state).await)),
         (&Method::POST, "/v1/admin/anti-entropy") => {
             ("admin", trigger_anti_entropy(state, req.uri().query()))
         }
         (_, "/v1/health" | "/v1/status" | "/v1/ring" | "/metrics" | "/v1/admin/anti-entropy") => {
-            ("invalid", Err(ApiError::MethodNotAllowed))
+            ("invalid", Err(Error::MethodNotAllowed))
         }
-        _ => ("invalid", Err(ApiError::NoRoute)),
+        _ => ("invalid", Err(Error::NoRoute)),
     }
 }
 
 async fn metrics(state: &NodeState) -> Response<Body> {
-    let text = state.metrics.render(state.local.store());
+    let text = state.metrics_text().await;
     let mut resp = Response::new(Full::new(Bytes::from(text)));
     resp.headers_mut().insert(
         CONTENT_TYPE,
@@ -95,7 +93,7 @@ async fn metrics(state: &NodeState) -> Response<Body> {
 }
 
 /// `POST /v1/admin/anti-entropy[?partition=P]`: queue an exchange now.
-fn trigger_anti_entropy(state: &NodeState, query: Option<&str>) -> Result<Response<Body>, ApiError> {
+fn trigger_anti_entropy(state: &NodeState, query: Option<&str>) -> Result<Response<Body>, Error> {
     let mut partition = None;
     for pair in query.unwrap_or("").split('&').filter(|s| !s.is_empty()) {
         match pair.split_once('=') {
@@ -111,7 +109,7 @@ fn trigger_anti_entropy(state: &NodeState, query: Option<&str>) -> Result<Respon
                 partition = Some(p);
             }
             _ => {
-                return Err(ApiError::bad(
+                return Err(Error::bad(
                     "invalid_parameter",
                     format!("unknown parameter `{pair}`; known: partition"),
                 ));
@@ -126,7 +124,7 @@ fn wants_json(req: &Request<Incoming>) -> bool {
     req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("application/json"))
 }
 
-fn read_options(state: &NodeState, p: &ObjectParams) -> Result<ReadOptions, ApiError> {
+fn read_options(state: &NodeState, p: &ObjectParams) -> Result<ReadOptions, Error> {
     let n = state.coordinator.replicas();
     Ok(ReadOptions {
         r: params::resolve("r", p.r.unwrap_or(state.config.default_r), n)?,
@@ -134,7 +132,7 @@ fn read_options(state: &NodeState, p: &ObjectParams) -> Result<ReadOptions, ApiE
     })
 }
 
-fn write_options(state: &NodeState, p: &ObjectParams) -> Result<WriteOptions, ApiError> {
+fn write_options(state: &NodeState, p: &ObjectParams) -> Result<WriteOptions, Error> {
     let n = state.coordinator.replicas();
     let w = params::resolve("w", p.w.unwrap_or(state.config.default_w), n)?;
     let dw = p.dw.unwrap_or(state.config.default_dw.min(w));
@@ -154,12 +152,10 @@ async fn get_object(
     req: Request<Incoming>,
     bucket: &str,
     key: &str,
-) -> Result<Response<Body>, ApiError> {
-    let bucket = params::bucket(bucket)?;
-    let key = params::key(key)?;
+) -> Result<Response<Body>, Error> {
+    let key = Key::new(state.cluster.params().partitions, params::bucket(bucket), params::key(key))?;
     let p = ObjectParams::parse(req.uri().query())?;
     let opts = read_options(state, &p)?;
-    let key = state.coordinator.key(bucket, key);
     let object = if p.local {
         state.coordinator.get_local(key).await?
     } else {
@@ -181,13 +177,12 @@ fn write_request(
     req: &Request<Incoming>,
     bucket: &str,
     key: &str,
-) -> Result<WriteRequest, ApiError> {
-    let bucket = params::bucket(bucket)?;
-    let key = params::key(key)?;
+) -> Result<WriteRequest, Error> {
+    let key = Key::new(state.cluster.params().partitions, params::bucket(bucket), params::key(key))?;
     let params = ObjectParams::parse(req.uri().query())?;
     let opts = write_options(state, &params)?;
     let context = params::context(req.headers().get(CONTEXT_HEADER).map(|v| v.as_bytes()))?;
-    Ok(WriteRequest { key: state.coordinator.key(bucket, key), params, opts, context })
+    Ok(WriteRequest { key, params, opts, context })
 }
 
 async fn put_object(
@@ -195,13 +190,13 @@ async fn put_object(
     req: Request<Incoming>,
     bucket: &str,
     key: &str,
-) -> Result<Response<Body>, ApiError> {
+) -> Result<Response<Body>, Error> {
     let w = write_request(state, &req, bucket, key)?;
     let content_type = match req.headers().get(CONTENT_TYPE) {
         None => DEFAULT_CONTENT_TYPE.to_owned(),
         Some(v) => v
             .to_str()
-            .map_err(|_| ApiError::bad("invalid_content_type", "Content-Type must be visible ASCII"))?
+            .map_err(|_| Error::bad("invalid_content_type", "Content-Type must be visible ASCII"))?
             .to_owned(),
     };
     let json = wants_json(&req);
@@ -219,24 +214,25 @@ async fn delete_object(
     req: Request<Incoming>,
     bucket: &str,
     key: &str,
-) -> Result<Response<Body>, ApiError> {
+) -> Result<Response<Body>, Error> {
     let w = write_request(state, &req, bucket, key)?;
     let object = state.coordinator.put(w.key, w.context, Content::tombstone_now(), w.opts).await?;
     Ok(response::written(object.context()))
 }
 
 /// Reads a request body of at most `limit` bytes; more is a 413 before anything is stored.
-async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Vec<u8>, ApiError> {
+/// The bytes go on to storage and to every replica without being copied again.
+async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Error> {
     let declared =
         req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
-        return Err(ApiError::TooLarge { limit });
+        return Err(Error::TooLarge { limit });
     }
     match Limited::new(req.into_body(), limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes().to_vec()),
+        Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            Err(ApiError::TooLarge { limit })
+            Err(Error::TooLarge { limit })
         }
-        Err(e) => Err(ApiError::bad("bad_body", format!("the request body could not be read: {e}"))),
+        Err(e) => Err(Error::bad("bad_body", format!("the request body could not be read: {e}"))),
     }
 }

@@ -10,7 +10,8 @@ use hyper::{Response, StatusCode};
 use quorumkv_storage::{Content, Object, VersionVector, encode_context};
 use serde_json::json;
 
-use super::{ApiError, Body, CONTEXT_HEADER};
+use super::{Body, CONTEXT_HEADER};
+use crate::error::Error;
 
 pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::from(value.to_string())));
@@ -19,7 +20,7 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     resp
 }
 
-pub fn error(e: &ApiError) -> Response<Body> {
+pub fn error(e: &Error) -> Response<Body> {
     let mut resp = json(e.status(), &e.body());
     if let Some(ctx) = e.context() {
         set_context_str(&mut resp, ctx);
@@ -36,13 +37,13 @@ pub fn written(context: &VersionVector) -> Response<Body> {
 }
 
 /// The answer to a GET (or a PUT with `return_body=true`): 200, 300 or 404.
-pub fn object(object: Option<&Object>, as_json: bool) -> Result<Response<Body>, ApiError> {
+pub fn object(object: Option<&Object>, as_json: bool) -> Result<Response<Body>, Error> {
     let Some(object) = object else {
-        return Err(ApiError::NotFound { context: None });
+        return Err(Error::NotFound { context: None });
     };
     let live = object.live();
     if live.is_empty() {
-        return Err(ApiError::NotFound { context: Some(encode_context(object.context())) });
+        return Err(Error::NotFound { context: Some(encode_context(object.context())) });
     }
     let status = if live.len() == 1 { StatusCode::OK } else { StatusCode::MULTIPLE_CHOICES };
     let mut resp = if as_json {
@@ -58,7 +59,7 @@ pub fn object(object: Option<&Object>, as_json: bool) -> Result<Response<Body>, 
             .collect();
         json(status, &json!({"context": encode_context(object.context()), "siblings": siblings}))
     } else if let [Content::Value { content_type, bytes }] = live.as_slice() {
-        let mut resp = Response::new(Full::new(Bytes::copy_from_slice(bytes)));
+        let mut resp = Response::new(Full::new(bytes.clone()));
         resp.headers_mut().insert(CONTENT_TYPE, header_value(content_type));
         resp
     } else {

@@ -1,12 +1,16 @@
-//! Peer RPC: the private internode protocol, its client and its server side.
+//! The bottom layer of internode traffic: the wire format, the transport seam and the
+//! client that calls other nodes. It knows nothing of what the messages mean; the
+//! other side of a call is served by [`crate::rpc`].
 //!
 //! # Layout
 //! - [`wire`]: the versioned postcard messages.
-//! - [`client`]: pooled, capped, deadline-bound calls to other nodes.
-//! - [`server`]: the handler behind the peer listener.
+//! - [`transport`]: the [`Transport`] seam; hyper over TCP, and an in-process network
+//!   with fault injection for tests.
+//! - [`client`]: capped, deadline-bound, coalescing calls to other nodes.
 
 pub mod client;
-pub mod server;
+pub mod transport;
 pub mod wire;
 
 pub use client::{PeerClient, PeerError};
+pub use transport::{HttpTransport, MemoryNetwork, Transport};

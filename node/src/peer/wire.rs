@@ -4,17 +4,24 @@
 //! A body is `PROTOCOL_VERSION ‖ postcard(message)`. A receiver rejects other versions
 //! and undecodable bodies with a typed error; it never panics on them.
 
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use quorumkv_ring::NodeId;
 use serde::{Deserialize, Serialize};
 
 use quorumkv_storage::{Content, Object, VersionVector};
 
+use crate::error::WireError;
+use crate::key::Key;
+
 /// Bumped on any incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// What a node says about itself when greeting another.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberInfo {
-    pub node_id: String,
+    pub node_id: NodeId,
     pub incarnation: u64,
     /// Where peers reach it.
     pub peer_addr: String,
@@ -30,37 +37,81 @@ pub struct ClusterParams {
     pub vnodes: u32,
 }
 
+/// An object that one write sends to several replicas: encoded at most once, the same
+/// bytes going into every message that carries it. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SharedObject(Arc<(Object, OnceLock<Bytes>)>);
+
+impl SharedObject {
+    pub fn new(object: Object) -> SharedObject {
+        SharedObject(Arc::new((object, OnceLock::new())))
+    }
+
+    pub fn object(&self) -> &Object {
+        &self.0.0
+    }
+
+    /// The postcard encoding of the object, made on first use.
+    pub fn encoded(&self) -> &Bytes {
+        self.0.1.get_or_init(|| {
+            // Serialising plain data into a Vec cannot fail.
+            Bytes::from(
+                postcard::to_allocvec(&self.0.0).unwrap_or_else(|_| unreachable!("postcard into Vec")),
+            )
+        })
+    }
+}
+
+impl PartialEq for SharedObject {
+    fn eq(&self, other: &SharedObject) -> bool {
+        self.object() == other.object()
+    }
+}
+
+impl Serialize for SharedObject {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.encoded())
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<SharedObject, D::Error> {
+        let bytes = Bytes::deserialize(d)?;
+        let object: Object = postcard::from_bytes(&bytes).map_err(serde::de::Error::custom)?;
+        Ok(SharedObject(Arc::new((object, OnceLock::from(bytes)))))
+    }
+}
+
 /// A call on one replica of one key: the hot path, coalesced into batches under load.
 /// A separate type from [`Request`] so a batch cannot nest (no recursion to exhaust the
 /// stack when decoding hostile bytes).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ReplicaCall {
-    /// Reads this replica's version of a key.
-    Get {
-        partition: u32,
-        #[serde(with = "serde_bytes")]
-        bucket: Vec<u8>,
-        #[serde(with = "serde_bytes")]
-        key: Vec<u8>,
-    },
+    /// Reads this replica's version of a key (with the hints it keeps for the key's
+    /// primaries, when it is a fallback).
+    Get { key: Key },
     /// Merges a version into this replica (replication, read repair); `durable` asks for
     /// an fsync before the answer.
     Merge {
-        partition: u32,
-        #[serde(with = "serde_bytes")]
-        bucket: Vec<u8>,
-        #[serde(with = "serde_bytes")]
-        key: Vec<u8>,
-        object: Object,
+        key: Key,
+        object: SharedObject,
         durable: bool,
         /// Set when the receiver is a fallback keeping the copy for this replica: it stores
         /// a hint instead of taking the key into its own data.
-        hint_for: Option<String>,
+        hint_for: Option<NodeId>,
     },
 }
 
+impl ReplicaCall {
+    pub fn key(&self) -> &Key {
+        match self {
+            ReplicaCall::Get { key } | ReplicaCall::Merge { key, .. } => key,
+        }
+    }
+}
+
 /// The answer to a [`ReplicaCall`].
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ReplicaAnswer {
     /// The replica's version, if it holds one.
     Object(Option<Object>),
@@ -68,7 +119,7 @@ pub enum ReplicaAnswer {
     Merged {
         durable: bool,
     },
-    Error(String),
+    Failed(WireError),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -100,10 +151,7 @@ pub enum Request {
     Reap { partition: u32, entries: Vec<KeyHash> },
     /// A client write forwarded to a replica of its key, which coordinates it.
     Coordinate {
-        #[serde(with = "serde_bytes")]
-        bucket: Vec<u8>,
-        #[serde(with = "serde_bytes")]
-        key: Vec<u8>,
+        key: Key,
         context: VersionVector,
         content: Content,
         w: usize,
@@ -116,21 +164,14 @@ pub enum Request {
 /// A key and the Merkle item hash of the version held for it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyHash {
-    #[serde(with = "serde_bytes")]
-    pub bucket: Vec<u8>,
-    #[serde(with = "serde_bytes")]
-    pub key: Vec<u8>,
+    pub key: Key,
     pub hash: u64,
 }
 
 /// One key's version, in a batch.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Item {
-    pub partition: u32,
-    #[serde(with = "serde_bytes")]
-    pub bucket: Vec<u8>,
-    #[serde(with = "serde_bytes")]
-    pub key: Vec<u8>,
+    pub key: Key,
     pub object: Object,
 }
 
@@ -156,7 +197,7 @@ pub enum Response {
     /// The receiver's differing versions, and the keys it wants the sender's versions of.
     Sync {
         objects: Vec<Item>,
-        want: Vec<(Vec<u8>, Vec<u8>)>,
+        want: Vec<Key>,
     },
     /// For each entry of a `ReapCheck`, whether the exact version is held.
     Have(Vec<bool>),
@@ -169,18 +210,8 @@ pub enum Response {
     },
     /// A forwarded write succeeded: the object as the coordinator left it.
     Written(Object),
-    /// A forwarded write did not reach its quorum.
-    QuorumFailed {
-        required: usize,
-        succeeded: usize,
-        replicas: Vec<(String, String)>,
-    },
-    TooManySiblings {
-        count: usize,
-        limit: usize,
-    },
-    /// The request was understood but failed (a storage fault, mismatched cluster).
-    Error(String),
+    /// The request was understood but failed (a quorum, a storage fault, bad input).
+    Failed(WireError),
 }
 
 /// Encodes a message behind the protocol version byte.
@@ -207,14 +238,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_shared_object_is_encoded_once_and_decodes_to_itself() {
+        let mut o = Object::new();
+        o.update(&VersionVector::new(), quorumkv_storage::Actor(1), Content::value("text/plain", "v"))
+            .expect("update");
+        let shared = SharedObject::new(o.clone());
+        let first = shared.encoded().as_ptr();
+        let key = Key::new(64, Bytes::from_static(b"b"), Bytes::from_static(b"k")).expect("key");
+        let call = |n: &str| ReplicaCall::Merge {
+            key: key.clone(),
+            object: shared.clone(),
+            durable: false,
+            hint_for: Some(NodeId::from(n)),
+        };
+        let batch = encode(&Request::Batch(vec![call("a"), call("b")]));
+        assert_eq!(shared.encoded().as_ptr(), first, "every message reuses the one encoding");
+        let Ok(Request::Batch(calls)) = decode::<Request>(&batch) else { panic!("decodes") };
+        for c in calls {
+            let ReplicaCall::Merge { object, .. } = c else { panic!("a merge") };
+            assert_eq!(object.object(), &o);
+        }
+    }
+
+    #[test]
     fn round_trip_and_garbage() {
-        let req =
-            Request::Replica(ReplicaCall::Get { partition: 3, bucket: b"b".to_vec(), key: vec![0, 255] });
+        let key = Key::new(64, Bytes::from_static(b"b"), Bytes::from_static(&[0, 255])).expect("key");
+        let req = Request::Replica(ReplicaCall::Get { key: key.clone() });
         let bytes = encode(&req);
-        assert!(matches!(
-            decode::<Request>(&bytes),
-            Ok(Request::Replica(ReplicaCall::Get { partition: 3, .. }))
-        ));
+        assert!(
+            matches!(decode::<Request>(&bytes), Ok(Request::Replica(ReplicaCall::Get { key: k })) if k == key)
+        );
         // A deeply nested or endless message is refused, not a stack overflow.
         assert!(decode::<Request>(&[PROTOCOL_VERSION; 100_000]).is_err());
         assert!(decode::<Request>(&[]).is_err());

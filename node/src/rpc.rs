@@ -1,0 +1,169 @@
+//! The peer listener's handler: the other entry point into a node, beside [`crate::api`].
+//!
+//! It decodes a message, checks what a peer sent as strictly as the client API checks a
+//! client (names through [`Key`]'s decoding, and every key's partition against its name),
+//! serves it from this node and encodes the answer. Garbage gets a typed error answer;
+//! it never panics the node.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request as HttpRequest, Response as HttpResponse, StatusCode};
+
+use crate::coordinator::WriteOptions;
+use crate::error::{Error, WireError};
+use crate::key::Key;
+use crate::peer::wire::{self, ReplicaAnswer, ReplicaCall, Request, Response};
+use crate::state::NodeState;
+
+/// Largest peer message accepted: a value of the largest size with many siblings.
+const MAX_REQUEST_BYTES: usize = 256 * 1024 * 1024;
+
+/// Serves one HTTP request on the peer listener.
+pub async fn handle(
+    state: Arc<NodeState>,
+    req: HttpRequest<Incoming>,
+) -> Result<HttpResponse<Full<Bytes>>, Infallible> {
+    if req.uri().path() != "/rpc" {
+        let e = Response::Failed(WireError::Other("peer endpoint is POST /rpc".into()));
+        return Ok(answer(StatusCode::NOT_FOUND, Bytes::from(wire::encode(&e))));
+    }
+    let body = match Limited::new(req.into_body(), MAX_REQUEST_BYTES).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            let e = Response::Failed(WireError::Other(format!("unreadable body: {e}")));
+            return Ok(answer(StatusCode::BAD_REQUEST, Bytes::from(wire::encode(&e))));
+        }
+    };
+    Ok(match serve_message(&state, body).await {
+        Ok(bytes) => answer(StatusCode::OK, bytes),
+        Err(bytes) => answer(StatusCode::BAD_REQUEST, bytes),
+    })
+}
+
+fn answer(status: StatusCode, body: Bytes) -> HttpResponse<Full<Bytes>> {
+    let mut resp = HttpResponse::new(Full::new(body));
+    *resp.status_mut() = status;
+    resp
+}
+
+/// Answers one encoded message with an encoded answer: what every transport delivers.
+pub async fn serve_bytes(state: &NodeState, body: Bytes) -> Bytes {
+    serve_message(state, body).await.unwrap_or_else(|refusal| refusal)
+}
+
+/// The encoded answer, or the encoded refusal of a message that does not decode.
+async fn serve_message(state: &NodeState, body: Bytes) -> Result<Bytes, Bytes> {
+    match wire::decode::<Request>(&body) {
+        Ok(request) => Ok(Bytes::from(wire::encode(&serve(state, request).await))),
+        Err(e) => {
+            tracing::warn!(error = %e, "undecodable peer message");
+            let refusal =
+                Response::Failed(WireError::BadRequest { code: "invalid_message".into(), message: e });
+            Err(Bytes::from(wire::encode(&refusal)))
+        }
+    }
+}
+
+/// Refuses a key whose partition is not its own (or not `partition`, when given).
+fn check(state: &NodeState, key: &Key, partition: Option<u32>) -> Result<(), Error> {
+    let q = state.cluster.params().partitions;
+    Key::placed(q, key.partition(), key.bucket().clone(), key.key().clone())?;
+    match partition {
+        Some(p) if p != key.partition() => {
+            Err(Error::bad("invalid_key", "a key outside the message's partition"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_partition(state: &NodeState, partition: u32) -> Result<(), Error> {
+    if partition >= state.cluster.params().partitions {
+        return Err(Error::bad("invalid_partition", format!("partition {partition} out of range")));
+    }
+    Ok(())
+}
+
+async fn serve(state: &NodeState, request: Request) -> Response {
+    match request {
+        Request::Replica(call) => Response::Replica(serve_replica(state, call).await),
+        Request::Batch(calls) => Response::Batch(
+            futures_util::future::join_all(calls.into_iter().map(|c| serve_replica(state, c))).await,
+        ),
+        other => serve_one(state, other).await.unwrap_or_else(|e| Response::Failed((&e).into())),
+    }
+}
+
+async fn serve_replica(state: &NodeState, call: ReplicaCall) -> ReplicaAnswer {
+    if let Err(e) = check(state, call.key(), None) {
+        return ReplicaAnswer::Failed((&e).into());
+    }
+    state.replicas.serve(call).await
+}
+
+async fn serve_one(state: &NodeState, request: Request) -> Result<Response, Error> {
+    let cluster = &state.cluster;
+    match request {
+        Request::Hello { from, params, mut members } => {
+            members.push(from.clone());
+            cluster.observe(params, &members).inspect_err(|e| {
+                tracing::error!(peer = %from.node_id, error = %e, "refusing member");
+            })?;
+            Ok(cluster.hello_reply())
+        }
+        Request::Ping => Ok(Response::Pong),
+        Request::Replica(_) | Request::Batch(_) => {
+            Err(Error::Internal("replica calls are served by `serve`".into()))
+        }
+        Request::TreeSummary { partition, .. }
+        | Request::TreeLeaves { partition, .. }
+        | Request::SyncLeaves { partition, .. }
+        | Request::ReapCheck { partition, .. }
+        | Request::Reap { partition, .. }
+            if check_partition(state, partition).is_err() =>
+        {
+            Err(Error::bad("invalid_partition", format!("partition {partition} out of range")))
+        }
+        request @ (Request::TreeSummary { .. }
+        | Request::TreeLeaves { .. }
+        | Request::SyncLeaves { .. }
+        | Request::ReapCheck { .. }
+        | Request::Reap { .. }) => {
+            if let Request::SyncLeaves { partition, entries, .. }
+            | Request::ReapCheck { partition, entries }
+            | Request::Reap { partition, entries } = &request
+            {
+                for e in entries {
+                    check(state, &e.key, Some(*partition))?;
+                }
+            }
+            state.anti_entropy.serve(request).await
+        }
+        Request::MergeBatch { items } => {
+            for item in &items {
+                check(state, &item.key, None)?;
+            }
+            let count = items.len();
+            state.replicas.local().merge_batch(items).await?;
+            Ok(Response::MergedBatch { count })
+        }
+        Request::Coordinate { key, context, content, w, dw, sloppy, timeout_ms } => {
+            check(state, &key, None)?;
+            let n = state.coordinator.replicas();
+            let w = crate::quorum::Quorum::Count(w)
+                .resolve(n)
+                .map_err(|e| Error::bad("invalid_parameter", format!("w: {e}")))?;
+            if dw > w {
+                return Err(Error::bad("invalid_parameter", format!("dw={dw} is more than w={w}")));
+            }
+            let opts =
+                WriteOptions { w, dw, sloppy, timeout: Duration::from_millis(timeout_ms.clamp(1, 60_000)) };
+            let obj = state.coordinator.coordinate(key, context, content, opts).await?;
+            Ok(Response::Written(obj))
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! What every request handler shares: the node's parts, built once at start-up.
+//!
+//! Both entry points, the client API ([`crate::api`]) and the peer handler
+//! ([`crate::rpc`]), take an `Arc<NodeState>`; nothing here knows either of them.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use crate::anti_entropy::AntiEntropy;
+use crate::cluster::Cluster;
+use crate::config::Config;
+use crate::coordinator::Coordinator;
+use crate::handoff::Handoff;
+use crate::metrics::Metrics;
+use crate::replica::Replicas;
+use crate::worker::Worker;
+
+#[derive(Debug)]
+pub struct NodeState {
+    pub config: Config,
+    pub cluster: Arc<Cluster>,
+    pub replicas: Replicas,
+    pub coordinator: Coordinator,
+    pub metrics: Arc<Metrics>,
+    pub handoff: Arc<Handoff>,
+    pub anti_entropy: Arc<AntiEntropy>,
+    pub started: Instant,
+}
+
+impl NodeState {
+    /// `GET /v1/status`.
+    pub async fn status_json(&self) -> Value {
+        let id = self.coordinator.identity();
+        let local = self.replicas.local();
+        let figures = local.figures().await.unwrap_or_default();
+        let cluster = &self.cluster;
+        let members = cluster.members_json();
+        let n = cluster.params().replicas;
+        let mut warnings = Vec::new();
+        if members.len() < n {
+            warnings.push(format!(
+                "the cluster has {} member(s), fewer than N={n}: writes needing more than {} replicas will fail",
+                members.len(),
+                members.len()
+            ));
+        }
+        let me = cluster.my_id();
+        json!({
+            "node_id": id.node_id,
+            "incarnation": id.incarnation,
+            "version": env!("CARGO_PKG_VERSION"),
+            "api_addr": cluster.me().api_addr,
+            "peer_addr": cluster.me().peer_addr,
+            "uptime_seconds": self.started.elapsed().as_secs(),
+            "replicas": n,
+            "partitions": cluster.params().partitions,
+            "ring_version": cluster.ring().version(),
+            "partitions_owned": cluster.ring().partitions_of(&me).len(),
+            "members": members,
+            "warnings": warnings,
+            "workers": {
+                "hinted_handoff": self.handoff.status(),
+                "anti_entropy": self.anti_entropy.status(),
+            },
+            "storage": {
+                "disk_bytes": figures.disk_bytes,
+                "approximate_objects": figures.approximate_objects,
+                "corrupt_records": local.stats().corrupt_records.load(Ordering::Relaxed),
+            },
+        })
+    }
+
+    /// `GET /v1/ring`.
+    pub fn ring_json(&self) -> Value {
+        self.cluster.ring_json()
+    }
+
+    /// `GET /metrics`.
+    pub async fn metrics_text(&self) -> String {
+        let figures = self.replicas.local().figures().await.unwrap_or_default();
+        self.metrics.render(self.replicas.local().stats(), figures.disk_bytes)
+    }
+}

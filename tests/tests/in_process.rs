@@ -1,0 +1,461 @@
+//! Cluster behaviour inside one process: real nodes (real storage, coordinator, workers,
+//! peer handler) over an in-memory network whose links a test cuts, one way or both.
+//! Quorums, sloppy quorum and hint delivery, read repair, anti-entropy, partitions, and
+//! peer input validation. Process-level tests keep what needs processes.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use quorumkv_node::Error;
+use quorumkv_node::peer::Transport;
+use quorumkv_node::peer::wire::{self, ReplicaAnswer, ReplicaCall, Request, Response, SharedObject};
+use quorumkv_ring::NodeId;
+use quorumkv_storage::{Actor, Content, Object, VersionVector};
+use quorumkv_tests::eventually;
+use quorumkv_tests::in_process::{InProcess, name, values};
+
+fn none() -> VersionVector {
+    VersionVector::new()
+}
+
+fn no_hints(c: &mut quorumkv_node::Config) {
+    c.hinted_handoff = false;
+}
+
+/// Anti-entropy only when a test triggers it.
+fn no_hints_manual_aae(c: &mut quorumkv_node::Config) {
+    c.hinted_handoff = false;
+    c.aae_interval_ms = 3_600_000;
+}
+
+async fn counter(c: &InProcess, i: usize, name: &str) -> f64 {
+    let text = c.node(i).metrics_text().await;
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// `count` keys of bucket `b` whose first `n` preference-list nodes include node `i`.
+fn keys_with_primary(c: &InProcess, i: usize, count: usize) -> Vec<String> {
+    let ring = c.node(0).cluster.ring();
+    let me = NodeId(name(i));
+    (0..)
+        .map(|k| format!("k{k}"))
+        .filter(|k| ring.primaries(c.key("b", k).partition()).contains(&me))
+        .take(count)
+        .collect()
+}
+
+fn quorum_failure(e: Error) -> (usize, usize, Vec<String>) {
+    match e {
+        Error::QuorumFailed { required, succeeded, replicas } => {
+            (required, succeeded, replicas.into_iter().map(|(n, _)| n).collect())
+        }
+        other => panic!("expected a quorum failure, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_quorum_write_through_one_node_is_read_through_every_other() {
+    let mut c = InProcess::start(3, 3, |_| {}).await;
+    for k in 0..20 {
+        let key = format!("k{k}");
+        c.put(0, &key, &format!("v{k}"), 2, true, &none()).await.expect("w=2");
+        for i in 1..3 {
+            let got = c.get(i, &key, 2).await.expect("r=2");
+            assert_eq!(values(got.as_ref()), vec![format!("v{k}")], "read through {}", name(i));
+        }
+    }
+    // With N=3 on 3 nodes, every node is a replica of every key.
+    for i in 0..3 {
+        eventually("all three replicas hold k0", Duration::from_secs(10), || async {
+            (values(c.local(i, "k0").await.as_ref()) == ["v0"]).then_some(())
+        })
+        .await;
+    }
+    c.stop_all().await;
+}
+
+#[tokio::test]
+async fn writes_through_a_non_replica_are_forwarded() {
+    let mut c = InProcess::start(4, 3, |_| {}).await;
+    let ring = c.node(0).cluster.ring();
+    let outsider = NodeId(name(3));
+    let keys: Vec<String> = (0..)
+        .map(|k| format!("f{k}"))
+        .filter(|k| !ring.primaries(c.key("b", k).partition()).contains(&outsider))
+        .take(10)
+        .collect();
+    for k in &keys {
+        c.put(3, k, "forwarded", 3, false, &none()).await.expect("forwarded write");
+        assert_eq!(c.local(3, k).await, None, "the outsider keeps no copy");
+        assert_eq!(values(c.get(0, k, 3).await.expect("read").as_ref()), ["forwarded"]);
+    }
+    assert!(counter(&c, 3, "quorumkv_forwarded_writes_total").await >= 10.0);
+    c.stop_all().await;
+}
+
+#[tokio::test]
+async fn one_node_cut_off_quorums_hold_all_fails_and_read_repair_restores_it() {
+    let mut c = InProcess::start(3, 3, no_hints).await;
+    c.network.partition(&["node-3"], &["node-1", "node-2"]);
+    c.wait_state(0, 2, false).await;
+
+    c.put(0, "k", "while-away", 2, false, &none()).await.expect("w=2 with one replica away");
+    assert_eq!(values(c.get(1, "k", 2).await.expect("r=2").as_ref()), ["while-away"]);
+    let (required, succeeded, failed) =
+        quorum_failure(c.put(0, "k2", "x", 3, false, &none()).await.expect_err("w=3 cannot be met"));
+    assert_eq!((required, succeeded), (3, 2));
+    assert!(failed.contains(&"node-3".to_string()), "the failed replica is named: {failed:?}");
+
+    c.network.heal();
+    c.wait_state(0, 2, true).await;
+    assert_eq!(c.local(2, "k").await, None, "node-3 missed the write");
+    // A read at r=3 (node-3 answers too) repairs it.
+    assert_eq!(values(c.get(0, "k", 3).await.expect("r=3").as_ref()), ["while-away"]);
+    eventually("read repair reaches node-3", Duration::from_secs(10), || async {
+        (values(c.local(2, "k").await.as_ref()) == ["while-away"]).then_some(())
+    })
+    .await;
+    assert!(counter(&c, 0, "quorumkv_read_repairs_total").await >= 1.0);
+    c.stop_all().await;
+}
+
+#[tokio::test]
+async fn two_replicas_cut_off_r2_fails_r1_answers() {
+    let mut c = InProcess::start(3, 3, |_| {}).await;
+    c.put(0, "k", "v", 3, false, &none()).await.expect("w=3");
+    c.network.partition(&["node-1"], &["node-2", "node-3"]);
+    let (required, succeeded, _) = quorum_failure(c.get(0, "k", 2).await.expect_err("r=2 cannot be met"));
+    assert_eq!((required, succeeded), (2, 1));
+    assert_eq!(values(c.get(0, "k", 1).await.expect("r=1").as_ref()), ["v"]);
+    c.stop_all().await;
+}
+
+#[tokio::test]
+async fn concurrent_writes_through_different_nodes_become_siblings_and_resolve_everywhere() {
+    let mut c = InProcess::start(3, 3, |_| {}).await;
+    let empty = none();
+    let (a, b) =
+        tokio::join!(c.put(0, "k", "from-a", 2, true, &empty), c.put(1, "k", "from-b", 2, true, &empty));
+    a.expect("a");
+    b.expect("b");
+    let both = c.get(2, "k", 3).await.expect("r=3").expect("present");
+    assert_eq!(values(Some(&both)), ["from-a", "from-b"], "concurrent writes are siblings");
+    c.put(2, "k", "resolved", 3, false, both.context()).await.expect("resolve");
+    for i in 0..3 {
+        eventually("every replica holds only the resolution", Duration::from_secs(10), || async {
+            (values(c.local(i, "k").await.as_ref()) == ["resolved"]).then_some(())
+        })
+        .await;
+    }
+    c.stop_all().await;
+}
+
+#[tokio::test]
+async fn sloppy_quorum_keeps_w3_writes_going_and_hints_reach_the_primary_when_it_returns() {
+    let mut c = InProcess::start(4, 3, |_| {}).await;
+    let keys = keys_with_primary(&c, 3, 40);
+    c.network.pause("node-4");
+    for i in 0..3 {
+        c.wait_state(i, 3, false).await;
+    }
+    for (n, k) in keys.iter().enumerate().skip(10) {
+        c.put(n % 3, k, &format!("v-{k}"), 3, true, &none()).await.expect("a fallback stands in");
+    }
+    let mut sloppy = 0.0;
+    for i in 0..3 {
+        sloppy += counter(&c, i, "quorumkv_sloppy_writes_total").await;
+    }
+    assert!(sloppy > 0.0);
+    for k in keys.iter().take(10) {
+        let (required, _, _) = quorum_failure(
+            c.put(0, k, "strict", 3, false, &none()).await.expect_err("sloppy=false cannot count a fallback"),
+        );
+        assert_eq!(required, 3);
+    }
+    // Reads at r=3 see every value: a fallback answers with the hint it keeps.
+    for k in keys.iter().skip(10) {
+        assert_eq!(values(c.get(1, k, 3).await.expect("r=3").as_ref()), [format!("v-{k}")]);
+    }
+    assert!((0..3).map(|i| c.hints_pending(i)).sum::<u64>() >= 30);
+
+    c.network.resume("node-4");
+    for i in 0..3 {
+        c.wait_state(i, 3, true).await;
+    }
+    eventually("every hint is delivered", Duration::from_secs(30), || async {
+        ((0..3).map(|i| c.hints_pending(i)).sum::<u64>() == 0).then_some(())
+    })
+    .await;
+    for k in keys.iter().skip(10) {
+        assert_eq!(values(c.local(3, k).await.as_ref()), [format!("v-{k}")], "node-4 got {k} from a hint");
+    }
+    c.stop_all().await;
+}
+
+#[tokio::test]
+async fn a_minority_refuses_strict_writes_and_converges_after_the_heal() {
+    let mut c = InProcess::start(3, 3, |_| {}).await;
+    c.network.partition(&["node-3"], &["node-1", "node-2"]);
+    c.wait_state(2, 0, false).await;
+    c.wait_state(2, 1, false).await;
+    let (required, succeeded, _) = quorum_failure(
+        c.put(2, "m", "minority", 2, false, &none()).await.expect_err("the minority cannot meet w=2"),
+    );
+    assert_eq!((required, succeeded), (2, 1));
+    for k in 0..20 {
+        c.put(k % 2, &format!("j{k}"), "majority", 2, false, &none()).await.expect("the majority goes on");
+    }
+    c.network.heal();
+    c.wait_all_up().await;
+    eventually("node-3 catches up from hints", Duration::from_secs(30), || async {
+        for k in 0..20 {
+            if values(c.local(2, &format!("j{k}")).await.as_ref()) != ["majority"] {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    c.stop_all().await;
+}
+
+#[tokio::test]
+async fn a_one_way_cut_loses_answers_but_not_effects_and_heals_through_hints() {
+    let mut c = InProcess::start(3, 3, |_| {}).await;
+    // node-1 can send nothing to node-3: node-3's calls reach node-1, its answers do not.
+    c.network.cut_one_way("node-1", "node-3");
+    c.wait_state(0, 2, false).await;
+    c.wait_state(2, 0, false).await;
+    // A replica call from node-3 to node-1 times out, yet it was applied.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
+    let call =
+        quorumkv_node::replica::merge_call(c.key("b", "one-way"), SharedObject::new(object("v")), false);
+    let outcome = c.node(2).replicas.call(NodeId(name(0)), call, deadline).await;
+    assert!(matches!(outcome, Err(Error::Timeout)), "the answer is lost: {outcome:?}");
+    assert_eq!(
+        values(c.local(0, "one-way").await.as_ref()),
+        ["v"],
+        "the merge landed on node-1 all the same"
+    );
+    // Each side holds the other down and writes around it; the copies become hints.
+    c.put(0, "from-1", "a", 2, true, &none()).await.expect("node-1 reaches a quorum through node-2");
+    c.put(2, "from-3", "b", 2, true, &none()).await.expect("node-3 reaches a quorum through node-2");
+    assert_eq!(c.local(2, "from-1").await, None);
+    assert_eq!(c.local(0, "from-3").await, None);
+    c.network.heal();
+    c.wait_all_up().await;
+    eventually("the hints cross once the link heals", Duration::from_secs(20), || async {
+        let a = values(c.local(2, "from-1").await.as_ref()) == ["a"];
+        let b = values(c.local(0, "from-3").await.as_ref()) == ["b"];
+        (a && b).then_some(())
+    })
+    .await;
+    c.stop_all().await;
+}
+
+#[tokio::test]
+async fn a_stopped_node_releases_everything_and_restarts_on_its_data() {
+    let mut c = InProcess::start(3, 3, |_| {}).await;
+    c.put(0, "k", "kept", 3, false, &none()).await.expect("w=3");
+    // A clean stop joins the storage threads and ends every task, so the directory's
+    // lock is free: a second open of a store still held would fail.
+    c.stop(2).await;
+    c.restart(2).await;
+    c.wait_all_up().await;
+    assert_eq!(values(c.local(2, "k").await.as_ref()), ["kept"]);
+    c.stop_all().await;
+}
+
+#[tokio::test]
+async fn a_slow_replica_fails_a_strict_write_by_its_deadline_and_loses_nothing() {
+    let mut c = InProcess::start(3, 3, |_| {}).await;
+    // node-3's messages take longer than the request's deadline to arrive.
+    c.network.delay("node-1", "node-3", Duration::from_secs(5));
+    let (required, succeeded, failed) = quorum_failure(
+        c.put(0, "slow", "v", 3, false, &none()).await.expect_err("node-3 cannot answer in time"),
+    );
+    assert_eq!((required, succeeded), (3, 2));
+    assert!(failed.contains(&name(2)), "{failed:?}");
+    c.put(0, "fast", "v", 2, false, &none()).await.expect("w=2 does not wait for node-3");
+    c.network.heal();
+    eventually("node-3 holds both writes in the end", Duration::from_secs(20), || async {
+        let both = values(c.local(2, "slow").await.as_ref()) == ["v"]
+            && values(c.local(2, "fast").await.as_ref()) == ["v"];
+        both.then_some(())
+    })
+    .await;
+    c.stop_all().await;
+}
+
+#[tokio::test]
+async fn on_lossy_links_every_acknowledged_write_is_read_back() {
+    let mut c = InProcess::start(3, 3, |_| {}).await;
+    c.network.drop_fraction(0.2);
+    let mut acknowledged = Vec::new();
+    for k in 0..60 {
+        let key = format!("lossy{k}");
+        if c.put(k % 3, &key, &format!("v{k}"), 2, true, &none()).await.is_ok() {
+            acknowledged.push((key, format!("v{k}")));
+        }
+    }
+    assert!(acknowledged.len() >= 30, "most writes still reach a quorum: {}", acknowledged.len());
+    c.network.heal();
+    c.wait_all_up().await;
+    for (key, value) in &acknowledged {
+        assert_eq!(values(c.get(1, key, 3).await.expect("r=3").as_ref()), vec![value.clone()], "{key}");
+    }
+    c.stop_all().await;
+}
+
+/// The roots of every partition of node `i`.
+async fn roots(c: &InProcess, i: usize) -> Vec<(u32, u64)> {
+    c.node(i).replicas.local().roots((0..64).collect()).await.expect("roots")
+}
+
+#[tokio::test]
+async fn anti_entropy_converges_divergent_replicas_to_equal_roots_and_sibling_sets() {
+    let mut c = InProcess::start(3, 3, no_hints_manual_aae).await;
+    for round in 0..3 {
+        let away = name(round);
+        let others: Vec<String> = (0..3).filter(|&i| i != round).map(name).collect();
+        c.network.partition(&[away.as_str()], &[others[0].as_str(), others[1].as_str()]);
+        let up: Vec<usize> = (0..3).filter(|&i| i != round).collect();
+        for i in 0..60 {
+            let key = format!("k{}", i % 40);
+            c.put(up[i % 2], &key, &format!("r{round}-{i}"), 1, false, &none()).await.expect("w=1");
+        }
+        c.network.heal();
+        c.wait_all_up().await;
+    }
+    assert_ne!(roots(&c, 0).await, roots(&c, 2).await, "the replicas diverged");
+    for i in 0..3 {
+        c.node(i).anti_entropy.trigger(None);
+    }
+    eventually("every replica has equal Merkle roots", Duration::from_secs(60), || async {
+        let (a, b, d) = (roots(&c, 0).await, roots(&c, 1).await, roots(&c, 2).await);
+        (a == b && b == d).then_some(())
+    })
+    .await;
+    for k in 0..40 {
+        let key = format!("k{k}");
+        let first = c.local(0, &key).await;
+        for i in 1..3 {
+            let other = c.local(i, &key).await;
+            assert_eq!(other, first, "{key}: the same object on {}", name(i));
+        }
+        assert!(!values(first.as_ref()).is_empty());
+    }
+    c.stop_all().await;
+}
+
+#[tokio::test]
+async fn a_hint_older_than_the_grace_period_is_dropped_and_anti_entropy_repairs_instead() {
+    let grace_ms = 60_000;
+    let mut c = InProcess::start(3, 3, |cfg| {
+        cfg.tombstone_grace_ms = grace_ms;
+        cfg.aae_interval_ms = 3_600_000;
+    })
+    .await;
+    c.network.partition(&["node-3"], &["node-1", "node-2"]);
+    c.wait_state(0, 2, false).await;
+    // What node-1 would hold after a write node-3 missed, kept as a hint longer ago than
+    // the grace period (an explicit timestamp instead of waiting for it to age).
+    let old = quorumkv_storage::unix_ms() - 2 * grace_ms;
+    for k in 0..50 {
+        let key = format!("x{k}");
+        let obj = c.put(0, &key, &format!("v{k}"), 2, false, &none()).await.expect("w=2");
+        let local = c.node(0).replicas.local();
+        local.put_hint_at(NodeId(name(2)), c.key("b", &key), obj, old).await.expect("old hint");
+    }
+    c.network.heal();
+    c.wait_all_up().await;
+    eventually("node-1 dropped its expired hints", Duration::from_secs(20), || async {
+        (counter(&c, 0, "quorumkv_hints_expired").await >= 50.0 && c.hints_pending(0) == 0).then_some(())
+    })
+    .await;
+    assert_eq!(counter(&c, 0, "quorumkv_hints_delivered_total").await, 0.0, "an expired hint was delivered");
+    assert_eq!(c.local(2, "x0").await, None);
+    c.node(0).anti_entropy.trigger(None);
+    eventually("node-3 has every key from anti-entropy", Duration::from_secs(60), || async {
+        for k in 0..50 {
+            if values(c.local(2, &format!("x{k}")).await.as_ref()) != [format!("v{k}")] {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    c.stop_all().await;
+}
+
+/// Sends `request` to node-1 from outside the cluster and decodes the answer.
+async fn send_raw(c: &InProcess, body: Vec<u8>) -> Response {
+    let intruder = c.network.endpoint("intruder");
+    let answer = intruder.exchange("node-1", Bytes::from(body)).await.expect("an answer");
+    wire::decode::<Response>(&answer).expect("a decodable answer")
+}
+
+fn object(value: &str) -> Object {
+    let mut o = Object::new();
+    o.update(&VersionVector::new(), Actor(99), Content::value("text/plain", value.to_string()))
+        .expect("update");
+    o
+}
+
+#[tokio::test]
+async fn peer_messages_are_checked_like_client_input() {
+    let mut c = InProcess::start(3, 3, |_| {}).await;
+    // A bucket of 256 bytes: its length does not fit the stored length byte. The message
+    // is built with a 255-byte bucket, then its length and bytes are made 256.
+    let long = "b".repeat(255);
+    let key =
+        quorumkv_node::key::Key::new(64, Bytes::from(long.clone()), Bytes::from_static(b"k")).expect("key");
+    let call =
+        ReplicaCall::Merge { key, object: SharedObject::new(object("x")), durable: false, hint_for: None };
+    let bytes = wire::encode(&Request::Replica(call));
+    let needle: Vec<u8> = [&[0xff, 0x01][..], long.as_bytes()].concat();
+    let at = bytes.windows(needle.len()).position(|w| w == needle).expect("the bucket in the message");
+    let forged = [&bytes[..at], &[0x80, 0x02], long.as_bytes(), b"b", &bytes[at + needle.len()..]].concat();
+    match send_raw(&c, forged).await {
+        Response::Failed(_) => {}
+        other => panic!("a 256-byte bucket must be refused, got {other:?}"),
+    }
+
+    // A valid name filed under another partition than its own.
+    let good = c.key("b", "k");
+    let wrong = (good.partition() + 1) % 64;
+    let misplaced = quorumkv_node::key::Key::new(64, good.bucket().clone(), good.key().clone()).expect("key");
+    let mut bytes = wire::encode(&Request::Replica(ReplicaCall::Get { key: misplaced }));
+    // The partition is the first field of the key, right after two enum tags.
+    assert_eq!(bytes[3], good.partition() as u8);
+    bytes[3] = wrong as u8;
+    match send_raw(&c, bytes).await {
+        Response::Replica(ReplicaAnswer::Failed(_)) => {}
+        other => panic!("a key in the wrong partition must be refused, got {other:?}"),
+    }
+
+    // A forwarded write asking for w=0 or w>N.
+    for w in [0, 4] {
+        let req = Request::Coordinate {
+            key: c.key("b", "k"),
+            context: none(),
+            content: Content::value("text/plain", "x"),
+            w,
+            dw: 0,
+            sloppy: true,
+            timeout_ms: 1000,
+        };
+        match send_raw(&c, wire::encode(&req)).await {
+            Response::Failed(_) => {}
+            other => panic!("w={w} must be refused, got {other:?}"),
+        }
+    }
+    let figures = c.node(0).replicas.local().figures().await.expect("figures");
+    assert_eq!(figures.approximate_objects, 0, "nothing was stored");
+    // And the node serves on.
+    c.put(0, "k", "fine", 3, false, &none()).await.expect("a normal write");
+    c.stop_all().await;
+}
