@@ -196,10 +196,7 @@ impl AntiEntropy {
 
     async fn call(&self, peer: &NodeId, req: &Request) -> Result<(Response, u64), Error> {
         let deadline = Instant::now() + Duration::from_secs(30);
-        self.replicas
-            .request(peer, req, deadline)
-            .await
-            .map_err(|e| Error::Unavailable(format!("{peer}: {e}")))
+        self.replicas.request(peer, req, deadline).await
     }
 
     /// One exchange of one partition with one peer.

@@ -99,7 +99,7 @@ impl Handoff {
         match self.replicas.request(target, &Request::MergeBatch { items }, deadline).await {
             Ok((Response::MergedBatch { .. }, _)) => {}
             Ok(_) => return Err(Error::Internal(format!("{target} gave an unexpected answer to hints"))),
-            Err(e) => return Err(Error::Unavailable(format!("delivering hints to {target}: {e}"))),
+            Err(e) => return Err(e),
         }
         let removed = self.local.remove_delivered(target.clone(), hints).await?;
         Ok((removed, Some(next)))

@@ -106,7 +106,11 @@ impl Replicas {
         let addr = self.address(node)?;
         let result = self.cluster.peers().call_counted(&addr, request, deadline).await;
         self.count_failure(node, result.is_err());
-        match result? {
+        let answer = result.map_err(|e| match Error::from(e) {
+            Error::Unavailable(why) => Error::Unavailable(format!("{node}: {why}")),
+            other => other,
+        })?;
+        match answer {
             (Response::Failed(e), _) => Err(e.into()),
             (response, bytes) => Ok((response, bytes as u64)),
         }

@@ -44,7 +44,8 @@ impl From<PeerError> for crate::error::Error {
     fn from(e: PeerError) -> crate::error::Error {
         match e {
             PeerError::Timeout => crate::error::Error::Timeout,
-            other => crate::error::Error::Unavailable(other.to_string()),
+            PeerError::Unreachable(why) => crate::error::Error::Unavailable(why),
+            PeerError::Protocol(why) => crate::error::Error::Internal(format!("bad answer: {why}")),
         }
     }
 }
