@@ -17,8 +17,8 @@
 //! Trees are rebuilt from storage at start and every `rebuild_interval` (a full scan on a
 //! blocking thread, while requests go on), which also catches records that rotted.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -60,7 +60,9 @@ struct PartitionProgress {
 #[derive(Debug, Default)]
 struct State {
     /// Partitions asked for by an operator, served before the regular walk.
-    requested: BTreeSet<u32>,
+    /// In the order asked, each partition once: asking again for a queued partition
+    /// does not move it ahead of others (no partition starves).
+    requested: VecDeque<u32>,
     /// Where the regular walk is.
     cursor: usize,
     partitions: BTreeMap<u32, PartitionProgress>,
@@ -81,6 +83,9 @@ pub struct AntiEntropy {
     state: Mutex<State>,
     wake: Notify,
     reaped: AtomicU64,
+    /// Set when this node lost its data: every partition is exchanged as soon as the
+    /// layout is known, not at the sweep's pace.
+    full_repair: AtomicBool,
 }
 
 impl std::fmt::Debug for AntiEntropy {
@@ -100,7 +105,15 @@ impl AntiEntropy {
             state: Mutex::default(),
             wake: Notify::new(),
             reaped: AtomicU64::new(0),
+            full_repair: AtomicBool::new(false),
         }
+    }
+
+    /// Asks for every partition to be exchanged once the layout is known (a node that
+    /// came back with no data).
+    pub fn repair_everything(&self) {
+        self.full_repair.store(true, Ordering::Relaxed);
+        self.wake.notify_one();
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -110,21 +123,27 @@ impl AntiEntropy {
     /// Queues an exchange of `partition`, or of every partition this node holds.
     /// Returns the partitions queued.
     pub fn trigger(&self, partition: Option<u32>) -> Vec<u32> {
-        let ring = self.cluster.ring();
+        let Ok(ring) = self.cluster.ring() else { return vec![] };
         let owned = ring.partitions_of(&self.cluster.my_id());
         let queued: Vec<u32> = match partition {
             Some(p) if owned.contains(&p) => vec![p],
             Some(_) => vec![],
             None => owned,
         };
-        self.state().requested.extend(queued.iter().copied());
+        let mut st = self.state();
+        for p in &queued {
+            if !st.requested.contains(p) {
+                st.requested.push_back(*p);
+            }
+        }
+        drop(st);
         self.wake.notify_one();
         queued
     }
 
     /// Refreshes the cached roots of the partitions this node holds.
     async fn refresh_roots(&self) -> Result<(), Error> {
-        let owned = self.cluster.ring().partitions_of(&self.cluster.my_id());
+        let owned = self.cluster.ring()?.partitions_of(&self.cluster.my_id());
         let roots = self.local.roots(owned).await?;
         self.state().roots = roots.into_iter().collect();
         Ok(())
@@ -146,9 +165,9 @@ impl AntiEntropy {
 
     /// The next partition to exchange: an operator's request first, then the walk.
     fn next_partition(&self) -> Option<u32> {
-        let owned = self.cluster.ring().partitions_of(&self.cluster.my_id());
+        let owned = self.cluster.ring().ok()?.partitions_of(&self.cluster.my_id());
         let mut st = self.state();
-        if let Some(p) = st.requested.pop_first() {
+        if let Some(p) = st.requested.pop_front() {
             return Some(p);
         }
         if owned.is_empty() {
@@ -160,22 +179,36 @@ impl AntiEntropy {
 
     /// Exchanges `partition` with every other primary that is up, then reaps what can be.
     async fn sync_partition(&self, partition: u32) -> Result<(), Error> {
-        let ring = self.cluster.ring();
+        let ring = self.cluster.ring()?;
         let peers: Vec<NodeId> =
             ring.primaries(partition).iter().filter(|n| !self.cluster.is_me(n)).cloned().collect();
         let mut repaired = 0u64;
         let mut bytes = 0u64;
         let mut in_sync = true;
+        // One peer failing (unreachable before the detector says so) does not stop the
+        // exchanges with the others, nor the worker: it is recorded, and this partition
+        // is not reaped this time.
+        let mut all_exchanged = true;
         for peer in peers.iter().filter(|p| self.cluster.is_up(p)) {
-            let outcome = self.exchange(partition, peer).await?;
-            repaired += outcome.repaired;
-            bytes += outcome.bytes;
-            in_sync &= outcome.in_sync_before;
+            match self.exchange(partition, peer).await {
+                Ok(outcome) => {
+                    repaired += outcome.repaired;
+                    bytes += outcome.bytes;
+                    in_sync &= outcome.in_sync_before;
+                }
+                Err(e) => {
+                    tracing::debug!(partition, peer = %peer, error = %e, "exchange failed");
+                    self.state().last_error = Some(format!("partition {partition} with {peer}: {e}"));
+                    all_exchanged = false;
+                    in_sync = false;
+                }
+            }
         }
         let all_up = peers.iter().all(|p| self.cluster.is_up(p));
         let leader = ring.primaries(partition).first().is_some_and(|n| self.cluster.is_me(n));
         if leader
             && all_up
+            && all_exchanged
             && ring.primaries(partition).len() == ring.params().replicas.min(ring.members().len())
         {
             bytes += self.reap(partition, &peers).await?;
@@ -324,6 +357,21 @@ impl AntiEntropy {
     /// Serves a peer's anti-entropy or reaping request (partitions and keys checked by
     /// the caller).
     pub async fn serve(&self, request: Request) -> Result<Response, Error> {
+        let partition = match &request {
+            Request::TreeSummary { partition, .. }
+            | Request::TreeLeaves { partition, .. }
+            | Request::SyncLeaves { partition, .. }
+            | Request::ReapCheck { partition, .. }
+            | Request::Reap { partition, .. } => *partition,
+            _ => return Err(Error::Internal("not an anti-entropy request".into())),
+        };
+        let ring = self.cluster.ring()?;
+        if !ring.primaries(partition).iter().any(|n| self.cluster.is_me(n)) {
+            return Err(Error::bad(
+                "not_a_replica",
+                format!("partition {partition} has no replica here under layout version {}", ring.version()),
+            ));
+        }
         match request {
             Request::TreeSummary { partition, root } => Ok(match self.local.tree(partition).await? {
                 Some(t) if t.root() == root => Response::Tree { ready: true, root, branches: vec![] },
@@ -419,6 +467,18 @@ impl Worker for AntiEntropy {
     }
 
     async fn work(&self) -> Result<WorkState, Error> {
+        // Nothing is exchanged before this node has the cluster's layout: under no
+        // layout (or a partial one) it would sync partitions it does not replicate.
+        if self.cluster.layout().is_none() {
+            return Ok(WorkState::Idle);
+        }
+        if self.full_repair.swap(false, Ordering::Relaxed) {
+            let queued = self.trigger(None);
+            tracing::info!(
+                partitions = queued.len(),
+                "this node lost its data: repairing every partition now"
+            );
+        }
         let due = self.state().last_rebuild.is_none_or(|t| t.elapsed() >= self.config.rebuild_interval);
         if due {
             self.rebuild().await?;
@@ -435,8 +495,11 @@ impl Worker for AntiEntropy {
     }
 
     async fn wait_for_work(&self) {
-        let owned = self.cluster.ring().partitions_of(&self.cluster.my_id()).len().max(1) as u32;
-        let pause = self.config.interval / owned;
+        // Without a layout yet, look again soon: the first exchanges start once it comes.
+        let pause = match self.cluster.ring() {
+            Ok(r) => self.config.interval / r.partitions_of(&self.cluster.my_id()).len().max(1) as u32,
+            Err(_) => Duration::from_millis(200),
+        };
         tokio::select! {
             () = self.wake.notified() => {}
             () = tokio::time::sleep(pause) => {}

@@ -1,25 +1,33 @@
-//! Membership and the ring: who is in the cluster, where they listen, and the preference
-//! list of every partition.
+//! Membership: the stored cluster layout, gossip, and the failure detector's view.
 //!
-//! Every node is started with the peer addresses of others (`--seed`). A greeter worker
-//! sends each known address a `Hello` carrying this node and every member it knows, and
-//! merges the members in the answer, so all nodes converge on the same member set and,
-//! since the ring is a pure function of that set, on the same ring.
+//! Placement comes from the [`Layout`] alone: loaded from disk before the node serves,
+//! made once for a new cluster (version 1: this node and its seeds, once every seed has
+//! answered and none had a layout), replaced only by a higher version learnt from a
+//! peer. A greeter gossips: every node sends its layout to its seeds and to every
+//! member, and takes the higher version; the same version with another digest is a
+//! conflict, logged and shown in `/v1/status`. Whom this node can reach changes only
+//! members' up/down state (the failure detector), never the ring.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
-use quorumkv_ring::{NodeId, Ring, RingParams};
+use quorumkv_ring::{NodeId, Ring};
 use serde_json::{Value, json};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::detector::PhiAccrual;
 use crate::error::Error;
+use crate::layout::Layout;
+use crate::local::LocalStore;
 use crate::metrics::Metrics;
 use crate::peer::PeerClient;
 use crate::peer::wire::{ClusterParams, MemberInfo, Request, Response};
+
+/// Where the layout is stored.
+const LAYOUT_META: &str = "layout";
 
 /// How a member looks from here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,40 +67,79 @@ pub struct DetectorConfig {
     pub phi_threshold: f64,
 }
 
+/// The layout in force and its ring, swapped together.
+#[derive(Debug)]
+struct Current {
+    layout: Arc<Layout>,
+    ring: Arc<Ring>,
+}
+
 #[derive(Debug)]
 pub struct Cluster {
     me: MemberInfo,
+    /// From the configuration: what a first layout is made with, and what a peer's
+    /// layout must match.
     params: ClusterParams,
     seeds: Vec<String>,
+    local: LocalStore,
+    current: RwLock<Option<Current>>,
+    /// Every member of the layout but this node: its latest addresses and its state.
     members: RwLock<BTreeMap<NodeId, Member>>,
-    ring: RwLock<Arc<Ring>>,
+    /// Who answered a greeting, by the address it was greeted at (for the first layout).
+    met: Mutex<BTreeMap<String, MemberInfo>>,
+    /// A peer holding another layout of our version.
+    conflict: Mutex<Option<String>>,
+    /// Serialises adopting layouts (each is stored before it is used).
+    adopting: tokio::sync::Mutex<()>,
+    greet_now: Notify,
+    started: SystemTime,
     peers: PeerClient,
     detector: DetectorConfig,
     metrics: Arc<Metrics>,
 }
 
 impl Cluster {
-    pub fn new(
+    /// A node's membership, starting from its stored layout (if any).
+    pub async fn open(
         me: MemberInfo,
         params: ClusterParams,
         seeds: Vec<String>,
+        local: LocalStore,
         peers: PeerClient,
         detector: DetectorConfig,
         metrics: Arc<Metrics>,
-    ) -> Cluster {
-        let mut members = BTreeMap::new();
-        members.insert(me.node_id.clone(), Member::new(me.clone(), detector.heartbeat));
-        let ring = Arc::new(build_ring(params, &members));
-        Cluster {
+    ) -> Result<Cluster, Error> {
+        let stored = match local.meta_get(LAYOUT_META).await? {
+            Some(bytes) => {
+                Some(Layout::decode(&bytes).map_err(|e| Error::Internal(format!("the stored layout: {e}")))?)
+            }
+            None => None,
+        };
+        let cluster = Cluster {
             me,
             params,
             seeds,
-            members: RwLock::new(members),
-            ring: RwLock::new(ring),
+            local,
+            current: RwLock::new(None),
+            members: RwLock::default(),
+            met: Mutex::default(),
+            conflict: Mutex::default(),
+            adopting: tokio::sync::Mutex::new(()),
+            greet_now: Notify::new(),
+            started: SystemTime::now(),
             peers,
             detector,
             metrics,
+        };
+        if let Some(layout) = stored {
+            tracing::info!(version = layout.version(), "loaded the stored cluster layout");
+            cluster.install(layout);
+        } else if cluster.seeds.is_empty() {
+            // A node on its own is a cluster of one from its first start.
+            let layout = Layout::first(params, std::slice::from_ref(&cluster.me))?;
+            cluster.offer(layout).await?;
         }
+        Ok(cluster)
     }
 
     pub fn me(&self) -> &MemberInfo {
@@ -103,23 +150,43 @@ impl Cluster {
         self.me.node_id.clone()
     }
 
+    /// The cluster's parameters (the layout's, once there is one).
     pub fn params(&self) -> ClusterParams {
-        self.params
+        self.layout().map_or(self.params, |l| l.params())
     }
 
     pub fn peers(&self) -> &PeerClient {
         &self.peers
     }
 
-    /// The current ring (cheap: an `Arc` clone).
-    pub fn ring(&self) -> Arc<Ring> {
-        self.ring.read().unwrap_or_else(PoisonError::into_inner).clone()
+    fn read_current(&self) -> std::sync::RwLockReadGuard<'_, Option<Current>> {
+        self.current.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The layout in force, if this node has one yet.
+    pub fn layout(&self) -> Option<Arc<Layout>> {
+        self.read_current().as_ref().map(|c| c.layout.clone())
+    }
+
+    /// The ring of the layout in force (cheap: an `Arc` clone).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] while this node has no layout: it serves nothing until it
+    /// has learnt or made one.
+    pub fn ring(&self) -> Result<Arc<Ring>, Error> {
+        self.read_current().as_ref().map(|c| c.ring.clone()).ok_or_else(|| {
+            Error::Unavailable("this node has no cluster layout yet: it is waiting to meet its seeds".into())
+        })
     }
 
     /// The peer address of a member.
     pub fn peer_addr(&self, node: &NodeId) -> Option<String> {
         let members = self.members.read().unwrap_or_else(PoisonError::into_inner);
-        members.get(node).map(|m| m.info.peer_addr.clone())
+        if let Some(m) = members.get(node) {
+            return Some(m.info.peer_addr.clone());
+        }
+        drop(members);
+        self.layout()?.addresses().get(node).map(|a| a.peer_addr.clone())
     }
 
     pub fn is_me(&self, node: &NodeId) -> bool {
@@ -128,6 +195,9 @@ impl Cluster {
 
     /// Whether the failure detector holds `node` up (this node always is).
     pub fn is_up(&self, node: &NodeId) -> bool {
+        if self.is_me(node) {
+            return true;
+        }
         let members = self.members.read().unwrap_or_else(PoisonError::into_inner);
         members.get(node).is_some_and(|m| m.state == MemberState::Up)
     }
@@ -171,59 +241,122 @@ impl Cluster {
             .inc();
     }
 
-    /// Merges members learnt from a peer; rebuilds the ring if the member set grew.
-    /// Members with different cluster parameters are refused (logged), never mixed in.
+    /// Asks the greeter to gossip now (a peer answered with a newer layout version).
+    pub fn greet_soon(&self) {
+        self.greet_now.notify_one();
+    }
+
+    /// Makes `layout` the one in force, in memory (it is stored already).
+    fn install(&self, layout: Layout) {
+        let layout = Arc::new(layout);
+        let ring = Arc::new(layout.ring().clone());
+        {
+            let mut members = self.members.write().unwrap_or_else(PoisonError::into_inner);
+            members.retain(|id, _| layout.is_member(id));
+            for (id, addrs) in layout.addresses() {
+                if self.is_me(id) || members.contains_key(id) {
+                    continue;
+                }
+                let info = MemberInfo {
+                    node_id: id.clone(),
+                    incarnation: 0,
+                    peer_addr: addrs.peer_addr.clone(),
+                    api_addr: addrs.api_addr.clone(),
+                };
+                members.insert(id.clone(), Member::new(info, self.detector.heartbeat));
+            }
+        }
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(Current { layout, ring });
+    }
+
+    /// Takes `layout` if it is newer than ours: stores it, then puts it in force. The
+    /// same version with another digest is a conflict, recorded and refused.
     ///
     /// # Errors
-    /// `cluster_mismatch` when the parameters differ.
-    pub fn observe(&self, params: ClusterParams, infos: &[MemberInfo]) -> Result<(), Error> {
-        if params != self.params {
+    /// Parameters that differ from this node's, a conflict, or a failure to store it.
+    pub async fn offer(&self, layout: Layout) -> Result<(), Error> {
+        if layout.params() != self.params {
+            let (t, o) = (layout.params(), self.params);
             return Err(Error::bad(
                 "cluster_mismatch",
                 format!(
                     "cluster parameters differ: theirs partitions={} replicas={} vnodes={}, ours partitions={} replicas={} vnodes={}",
-                    params.partitions,
-                    params.replicas,
-                    params.vnodes,
-                    self.params.partitions,
-                    self.params.replicas,
-                    self.params.vnodes
+                    t.partitions, t.replicas, t.vnodes, o.partitions, o.replicas, o.vnodes
                 ),
             ));
         }
-        let mut members = self.members.write().unwrap_or_else(PoisonError::into_inner);
-        let mut grew = false;
-        for info in infos {
-            if info.node_id == self.me.node_id {
-                continue;
+        let _one_at_a_time = self.adopting.lock().await;
+        if let Some(mine) = self.layout() {
+            if layout.version() < mine.version() {
+                return Ok(());
             }
-            match members.get_mut(&info.node_id) {
-                Some(m) if m.info == *info => {}
-                Some(m) => {
-                    tracing::info!(peer = %info.node_id, incarnation = info.incarnation, "member changed address or incarnation");
-                    m.info = info.clone();
+            if layout.version() == mine.version() {
+                if layout.digest() != mine.digest() {
+                    let why = format!(
+                        "another layout of version {} is in the cluster (digest {:016x}, ours {:016x})",
+                        layout.version(),
+                        layout.digest(),
+                        mine.digest()
+                    );
+                    tracing::error!(%why, "layout conflict");
+                    *self.conflict.lock().unwrap_or_else(PoisonError::into_inner) = Some(why.clone());
+                    return Err(Error::bad("layout_conflict", why));
                 }
-                None => {
-                    tracing::info!(peer = %info.node_id, addr = %info.peer_addr, "member joined");
-                    members.insert(info.node_id.clone(), Member::new(info.clone(), self.detector.heartbeat));
-                    grew = true;
-                }
+                return Ok(());
             }
         }
-        if grew {
-            let ring = Arc::new(build_ring(self.params, &members));
-            *self.ring.write().unwrap_or_else(PoisonError::into_inner) = ring;
-        }
+        self.local.meta_put(LAYOUT_META, layout.encode()).await?;
+        tracing::info!(
+            version = layout.version(),
+            members = layout.ring().members().len(),
+            "cluster layout in force"
+        );
+        self.metrics.layout_version.set(layout.version() as i64);
+        self.install(layout);
         Ok(())
     }
 
+    /// Records a greeting from (or answered by) `from`, greeted at `addr` if we greeted it.
+    fn met(&self, from: &MemberInfo, addr: Option<&str>) {
+        if let Some(addr) = addr {
+            self.met.lock().unwrap_or_else(PoisonError::into_inner).insert(addr.to_owned(), from.clone());
+        }
+        let mut members = self.members.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(m) = members.get_mut(&from.node_id)
+            && m.info != *from
+        {
+            tracing::info!(peer = %from.node_id, incarnation = from.incarnation, addr = %from.peer_addr, "member's addresses or incarnation changed");
+            m.info = from.clone();
+        }
+    }
+
+    /// A peer's greeting: what it is, and its layout.
+    ///
+    /// # Errors
+    /// Mismatched parameters or a layout conflict.
+    pub async fn receive_hello(&self, from: MemberInfo, layout: Option<Layout>) -> Result<(), Error> {
+        self.met(&from, None);
+        match layout {
+            Some(l) => self.offer(l).await,
+            None => Ok(()),
+        }
+    }
+
     fn hello(&self) -> Request {
-        Request::Hello { from: self.me.clone(), params: self.params, members: self.member_infos() }
+        Request::Hello {
+            from: self.me.clone(),
+            params: self.params,
+            layout: self.layout().map(|l| (*l).clone()),
+        }
     }
 
     /// The answer to a peer's `Hello`.
     pub fn hello_reply(&self) -> Response {
-        Response::Hello { from: self.me.clone(), params: self.params, members: self.member_infos() }
+        Response::Hello {
+            from: self.me.clone(),
+            params: self.params,
+            layout: self.layout().map(|l| (*l).clone()),
+        }
     }
 
     fn member_infos(&self) -> Vec<MemberInfo> {
@@ -231,12 +364,10 @@ impl Cluster {
         members.values().map(|m| m.info.clone()).collect()
     }
 
-    /// Greets every seed and known member once.
+    /// Greets every seed and every member once, taking the newest layout answered.
     async fn greet_all(&self) {
         let mut targets: Vec<String> = self.seeds.clone();
-        targets.extend(
-            self.member_infos().into_iter().filter(|m| m.node_id != self.me.node_id).map(|m| m.peer_addr),
-        );
+        targets.extend(self.member_infos().into_iter().map(|m| m.peer_addr));
         targets.sort();
         targets.dedup();
         let hello = self.hello();
@@ -249,34 +380,60 @@ impl Cluster {
         });
         for (addr, result) in futures_util::future::join_all(calls).await {
             match result {
-                Ok(Response::Hello { from, params, members }) => {
-                    let mut all = members;
-                    all.push(from.clone());
-                    if let Err(e) = self.observe(params, &all) {
-                        tracing::error!(peer = %addr, error = %e, "refusing member");
+                Ok(Response::Hello { from, layout, .. }) => {
+                    self.met(&from, Some(&addr));
+                    if let Some(layout) = layout
+                        && let Err(e) = self.offer(layout).await
+                    {
+                        tracing::warn!(peer = %addr, error = %e, "refusing a peer's layout");
                     }
                 }
-                Ok(other) => {
-                    tracing::warn!(peer = %addr, answer = ?std::mem::discriminant(&other), "unexpected answer to hello")
+                Ok(Response::Failed(e)) => {
+                    tracing::warn!(peer = %addr, error = %Error::from(e), "a peer refused our greeting")
                 }
+                Ok(_) => tracing::warn!(peer = %addr, "unexpected answer to hello"),
                 Err(e) => tracing::debug!(peer = %addr, error = %e, "hello failed"),
             }
         }
     }
 
-    /// The greeter: greets quickly until every seed answered, then every few seconds.
-    pub async fn run_greeter(self: Arc<Self>, shutdown: CancellationToken) {
-        loop {
-            self.greet_all().await;
-            let settled = self.member_infos().len() > self.seeds.len();
-            let pause = if settled { Duration::from_secs(2) } else { Duration::from_millis(200) };
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(pause) => {}
+    /// Makes version 1 of a new cluster once every seed has answered and none had a
+    /// layout: the members are this node and its seeds.
+    async fn maybe_bootstrap(&self) {
+        if self.layout().is_some() || self.seeds.is_empty() {
+            return;
+        }
+        let members: Option<Vec<MemberInfo>> = {
+            let met = self.met.lock().unwrap_or_else(PoisonError::into_inner);
+            self.seeds.iter().map(|s| met.get(s).cloned()).collect()
+        };
+        let Some(mut members) = members else { return };
+        members.push(self.me.clone());
+        match Layout::first(self.params, &members) {
+            Ok(layout) => {
+                if let Err(e) = self.offer(layout).await {
+                    tracing::error!(error = %e, "cannot make the first layout");
+                }
             }
+            Err(e) => tracing::error!(error = %e, "cannot make the first layout"),
         }
     }
 
+    /// The greeter: greets quickly until this node has a layout, then every few seconds
+    /// (at once when asked).
+    pub async fn run_greeter(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            self.greet_all().await;
+            self.maybe_bootstrap().await;
+            let pause =
+                if self.layout().is_some() { Duration::from_secs(2) } else { Duration::from_millis(200) };
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(pause) => {}
+                () = self.greet_now.notified() => {}
+            }
+        }
+    }
     /// The failure detector: one heartbeat loop per member, and a judge that marks down
     /// the members whose suspicion crossed the threshold.
     pub async fn run_detector(self: Arc<Self>, shutdown: CancellationToken) {
@@ -290,7 +447,7 @@ impl Cluster {
                 _ = tick.tick() => {}
             }
             for info in self.member_infos() {
-                if info.node_id != self.me.node_id && pinged.insert(info.node_id.clone()) {
+                if pinged.insert(info.node_id.clone()) {
                     loops.spawn(self.clone().heartbeats(info.node_id, shutdown.clone()));
                 }
             }
@@ -318,26 +475,35 @@ impl Cluster {
     }
 
     /// Members with their state, for `/v1/status` and `/v1/ring`.
+    /// This node (while it is a member, or has no layout yet) and the layout's other
+    /// members, sorted by id.
     pub fn members_json(&self) -> Vec<Value> {
-        let members = self.members.read().unwrap_or_else(PoisonError::into_inner);
-        members
-            .values()
-            .map(|m| {
-                json!({
-                    "node_id": m.info.node_id,
-                    "state": m.state.as_str(),
-                    "since_unix_ms": m.since.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
-                    "api_addr": m.info.api_addr,
-                    "peer_addr": m.info.peer_addr,
-                    "incarnation": m.info.incarnation,
-                })
+        let entry = |info: &MemberInfo, state: MemberState, since: SystemTime| {
+            json!({
+                "node_id": info.node_id,
+                "state": state.as_str(),
+                "since_unix_ms": since.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+                "api_addr": info.api_addr,
+                "peer_addr": info.peer_addr,
+                "incarnation": info.incarnation,
             })
-            .collect()
+        };
+        let members = self.members.read().unwrap_or_else(PoisonError::into_inner);
+        let mut all: Vec<(NodeId, Value)> =
+            members.values().map(|m| (m.info.node_id.clone(), entry(&m.info, m.state, m.since))).collect();
+        if self.layout().is_none_or(|l| l.is_member(&self.me.node_id)) {
+            all.push((self.me.node_id.clone(), entry(&self.me, MemberState::Up, self.started)));
+        }
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all.into_iter().map(|(_, v)| v).collect()
     }
 
     /// `GET /v1/ring`.
-    pub fn ring_json(&self) -> Value {
-        let ring = self.ring();
+    ///
+    /// # Errors
+    /// No layout yet.
+    pub fn ring_json(&self) -> Result<Value, Error> {
+        let ring = self.ring()?;
         let partitions: Vec<Value> = (0..ring.params().partitions)
             .map(|p| {
                 json!({
@@ -346,21 +512,26 @@ impl Cluster {
                 })
             })
             .collect();
-        json!({
+        Ok(json!({
             "version": ring.version(),
-            "replicas": self.params.replicas,
+            "replicas": ring.params().replicas,
             "partition_count": ring.params().partitions,
             "members": self.members_json(),
             "partitions": partitions,
-        })
+        }))
     }
-}
 
-fn build_ring(params: ClusterParams, members: &BTreeMap<NodeId, Member>) -> Ring {
-    let ring_params =
-        RingParams { partitions: params.partitions, replicas: params.replicas, vnodes: params.vnodes };
-    // The config was validated and the member set is never empty (it holds this node),
-    // so this cannot fail; the version counts membership changes (members only join).
-    Ring::new(ring_params, members.len() as u64, members.keys().cloned())
-        .unwrap_or_else(|e| unreachable!("validated ring parameters: {e}"))
+    /// The layout part of `/v1/status`.
+    pub fn layout_json(&self) -> Value {
+        let conflict = self.conflict.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        match self.layout() {
+            None => json!({"version": null, "member": false, "conflict": conflict}),
+            Some(l) => json!({
+                "version": l.version(),
+                "digest": format!("{:016x}", l.digest()),
+                "member": l.is_member(&self.me.node_id),
+                "conflict": conflict,
+            }),
+        }
+    }
 }

@@ -22,7 +22,6 @@ use std::time::Duration;
 use quorumkv_ring::{NodeId, Ring};
 use quorumkv_storage::{Actor, Content, Durability, Object, SIBLING_WARN, VersionVector};
 use tokio::time::Instant;
-use tokio_util::task::TaskTracker;
 
 use crate::cluster::Cluster;
 use crate::error::Error;
@@ -32,6 +31,7 @@ use crate::metrics::{Metrics, OpLabels};
 use crate::peer::wire::{ReplicaCall, Request, Response, SharedObject};
 use crate::quorum::{Answer, Rule, Verdict};
 use crate::replica::{Fanout, Replicas, merge_call};
+use crate::worker::Background;
 
 /// What a read waits for.
 #[derive(Clone, Copy, Debug)]
@@ -62,7 +62,7 @@ pub struct Coordinator {
     identity: Identity,
     replicas: Replicas,
     metrics: Arc<Metrics>,
-    background: TaskTracker,
+    background: Background,
     keep_hints: bool,
 }
 
@@ -71,7 +71,7 @@ impl Coordinator {
         identity: Identity,
         replicas: Replicas,
         metrics: Arc<Metrics>,
-        background: TaskTracker,
+        background: Background,
         keep_hints: bool,
     ) -> Coordinator {
         Coordinator { identity, replicas, metrics, background, keep_hints }
@@ -130,7 +130,7 @@ impl Coordinator {
     #[tracing::instrument(level = "debug", skip(self, key), fields(partition = key.partition(), key_len = key.key().len(), r = opts.r))]
     pub async fn get(&self, key: Key, opts: ReadOptions) -> Result<Option<Object>, Error> {
         let deadline = Instant::now() + opts.timeout;
-        let ring = self.cluster().ring();
+        let ring = self.cluster().ring()?;
         let targets = self.read_targets(&ring, key.partition());
         let call = ReplicaCall::Get { key: key.clone() };
         let mut reads =
@@ -168,7 +168,7 @@ impl Coordinator {
         content: Content,
         opts: WriteOptions,
     ) -> Result<Object, Error> {
-        let ring = self.cluster().ring();
+        let ring = self.cluster().ring()?;
         if !ring.primaries(key.partition()).iter().any(|n| self.cluster().is_me(n)) {
             return self.forward(key, context, content, opts).await;
         }
@@ -198,7 +198,7 @@ impl Coordinator {
         };
         self.check_siblings(&key, &object);
 
-        let ring = self.cluster().ring();
+        let ring = self.cluster().ring()?;
         let n = ring.replicas();
         let pref = ring.preference_list(key.partition());
         let others: Vec<NodeId> = pref[..n].iter().filter(|p| !self.cluster().is_me(p)).cloned().collect();
@@ -249,7 +249,7 @@ impl Coordinator {
     ) -> Result<Object, Error> {
         self.metrics.forwarded.inc();
         let deadline = Instant::now() + opts.timeout;
-        let ring = self.cluster().ring();
+        let ring = self.cluster().ring()?;
         let mut primaries = ring.primaries(key.partition()).to_vec();
         primaries.sort_by_key(|p| !self.cluster().is_up(p));
         let mut failures = Vec::new();

@@ -20,10 +20,12 @@
 //! - [`coordinator`]: reads, writes, forwarding and read repair.
 //! - [`replica`]: the replica-call layer: local or remote, one message to many.
 //! - [`quorum`]: the counting of answers, a pure state machine.
-//! - [`cluster`]: membership, the greeter, the failure detector loops, the ring.
+//! - [`layout`]: the stored, versioned cluster layout.
+//! - [`cluster`]: the layout in force, gossip, the failure detector loops.
 //! - [`detector`]: phi-accrual failure detection.
 //! - [`handoff`]: delivers hints to the replicas they were kept for.
 //! - [`anti_entropy`]: Merkle-tree exchanges and tombstone reaping.
+//! - [`stray`]: hands data of partitions this node does not replicate to their owners.
 //! - [`worker`]: the shape and runner of background workers.
 //! - [`local`]: the storage boundary: the only way into the store.
 //! - [`peer`]: the wire format, the transport seam and the peer client.
@@ -40,6 +42,7 @@ pub mod detector;
 pub mod error;
 pub mod handoff;
 pub mod key;
+pub mod layout;
 pub mod local;
 pub mod metrics;
 pub mod node;
@@ -49,6 +52,7 @@ pub mod replica;
 pub mod rpc;
 pub mod server;
 pub mod state;
+pub mod stray;
 pub mod worker;
 
 pub use config::Config;

@@ -275,18 +275,35 @@ impl LocalStore {
         .await
     }
 
-    /// Reads this replica's version merged with the hints kept here for `targets` (what a
-    /// fallback holds for the primaries it stands in for).
-    pub async fn get_with_hints(&self, key: Key, targets: Vec<NodeId>) -> Result<Option<Object>, Error> {
+    /// The hints kept here for `targets` about one key, merged (what a fallback holds for
+    /// the primaries it stands in for).
+    pub async fn get_hints(&self, key: Key, targets: Vec<NodeId>) -> Result<Option<Object>, Error> {
         self.run(move |s| {
             let k = key.as_object_key();
-            let mut found = read(s, k)?;
+            let mut found: Option<Object> = None;
             for target in &targets {
                 if let Ok(Some(hint)) = s.get_hint(target.as_str(), k) {
                     found.get_or_insert_with(Object::new).merge(&hint);
                 }
             }
             Ok(found)
+        })
+        .await
+    }
+
+    /// Keeps `object` as a hint for each of `targets`, in one storage call.
+    pub async fn put_hints(
+        &self,
+        targets: Vec<NodeId>,
+        key: Key,
+        object: Object,
+        durability: Durability,
+    ) -> Result<(), Error> {
+        self.run_write(durability, move |s| {
+            for t in &targets {
+                s.put_hint(t.as_str(), key.as_object_key(), &object)?;
+            }
+            Ok(())
         })
         .await
     }
@@ -416,8 +433,41 @@ impl LocalStore {
     }
 
     /// This node's id and incarnation, created on the first start (see [`load_identity`]).
-    pub async fn identity(&self, configured: Option<String>) -> Result<(NodeId, u64), Error> {
+    /// The flag is true when the incarnation was made now (a new or wiped data directory).
+    pub async fn identity(&self, configured: Option<String>) -> Result<(NodeId, u64, bool), Error> {
         self.run(move |s| load_identity(s, configured.as_deref())).await
+    }
+
+    /// Moves every key of `partition` out of this node's data: each is kept as a hint
+    /// for every one of `owners`, then removed if it did not change meanwhile. Returns
+    /// how many were moved. Runs on the scan thread.
+    pub async fn move_strays(&self, partition: u32, owners: Vec<NodeId>) -> Result<usize, Error> {
+        self.scan(move |s| {
+            let width = s.tree_width();
+            let leaves: Vec<u16> = (0..width * width).map(|l| l as u16).collect();
+            let mut moved = 0;
+            for e in s.leaf_entries(partition, &leaves)? {
+                let key = ObjectKey { partition, bucket: &e.bucket, key: &e.key };
+                for owner in &owners {
+                    s.put_hint(owner.as_str(), key, &e.object)?;
+                }
+                if s.remove_if(key, e.hash)? {
+                    moved += 1;
+                }
+            }
+            Ok(moved)
+        })
+        .await
+    }
+
+    /// A small named value of node state (the layout, the identity).
+    pub async fn meta_get(&self, name: &'static str) -> Result<Option<Vec<u8>>, Error> {
+        self.run(move |s| s.meta_get(name)).await
+    }
+
+    /// Stores a small named value of node state, fsynced before it answers.
+    pub async fn meta_put(&self, name: &'static str, value: Vec<u8>) -> Result<(), Error> {
+        self.run(move |s| s.meta_put(name, &value)).await
     }
 
     /// The raw record of a key, for tests that corrupt one.
@@ -477,7 +527,7 @@ async fn run_on<T: Send + 'static>(
 /// Loads this node's id and incarnation from the data directory, creating them on the
 /// first start. An empty data directory always gets a new incarnation, so a node that
 /// lost its data never reuses a dot.
-fn load_identity(store: &Store, configured: Option<&str>) -> Result<(NodeId, u64), Error> {
+fn load_identity(store: &Store, configured: Option<&str>) -> Result<(NodeId, u64, bool), Error> {
     let stored_id = store.meta_get("node_id")?.and_then(|v| String::from_utf8(v).ok());
     let node_id = match (configured, stored_id) {
         (Some(id), stored) => {
@@ -496,19 +546,19 @@ fn load_identity(store: &Store, configured: Option<&str>) -> Result<(NodeId, u64
             id
         }
     };
-    let incarnation = match store.meta_get("incarnation")? {
+    let (incarnation, fresh) = match store.meta_get("incarnation")? {
         Some(v) if v.len() == 8 => {
             let mut b = [0u8; 8];
             b.copy_from_slice(&v);
-            u64::from_le_bytes(b)
+            (u64::from_le_bytes(b), false)
         }
         _ => {
             let inc = random_u64();
             store.meta_put("incarnation", &inc.to_le_bytes())?;
-            inc
+            (inc, true)
         }
     };
-    Ok((NodeId(node_id), incarnation))
+    Ok((NodeId(node_id), incarnation, fresh))
 }
 
 /// A random number from the OS-seeded hasher keys: unique enough for ids.

@@ -57,6 +57,9 @@ pub struct Metrics {
     pub aae_keys_repaired: Counter,
     pub aae_bytes: Counter,
     pub tombstones_reaped: Counter,
+    pub layout_version: Gauge,
+    pub stray_keys_moved: Counter,
+    pub not_owner_answers: Counter,
     corrupt_records: Gauge,
     hints_expired: Gauge,
     storage_bytes: Gauge,
@@ -159,6 +162,24 @@ impl Metrics {
             "Tombstones removed once every replica held them",
             tombstones_reaped.clone(),
         );
+        let layout_version = Gauge::default();
+        registry.register(
+            "layout_version",
+            "Version of the cluster layout in force here",
+            layout_version.clone(),
+        );
+        let stray_keys_moved = Counter::default();
+        registry.register(
+            "stray_keys_moved",
+            "Keys found in this node's data for partitions it does not replicate, handed to their owners as hints",
+            stray_keys_moved.clone(),
+        );
+        let not_owner_answers = Counter::default();
+        registry.register(
+            "not_owner_answers",
+            "Replica calls for partitions this node does not replicate under its layout (kept as hints)",
+            not_owner_answers.clone(),
+        );
         let corrupt_records = Gauge::default();
         registry.register(
             "corrupt_records",
@@ -193,6 +214,9 @@ impl Metrics {
             aae_keys_repaired,
             aae_bytes,
             tombstones_reaped,
+            layout_version,
+            stray_keys_moved,
+            not_owner_answers,
             corrupt_records,
             hints_expired,
             storage_bytes,

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use quorumkv_storage::{Actor, Store};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::anti_entropy::{AntiEntropy, AntiEntropyConfig};
 use crate::cluster::{Cluster, DetectorConfig};
@@ -24,6 +23,8 @@ use crate::peer::wire::{ClusterParams, MemberInfo};
 use crate::peer::{HttpTransport, PeerClient, Transport};
 use crate::replica::Replicas;
 use crate::state::NodeState;
+use crate::stray::StrayCleanup;
+use crate::worker::Background;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -49,8 +50,8 @@ pub struct Node {
     state: Arc<NodeState>,
     peers: PeerClient,
     /// Replication and repair that outlive the request that started them.
-    background: TaskTracker,
-    workers: TaskTracker,
+    background: Background,
+    workers: tokio::task::JoinSet<()>,
     worker_stop: CancellationToken,
 }
 
@@ -84,7 +85,7 @@ impl Node {
             (config.journal_sync_ms > 0).then(|| Duration::from_millis(config.journal_sync_ms));
         let local =
             LocalStore::new(store, config.storage_threads, journal_sync).map_err(StartError::Threads)?;
-        let (node_id, incarnation) =
+        let (node_id, incarnation, fresh) =
             local.identity(config.node_id.clone()).await.map_err(|e| StartError::Load(e.into()))?;
         let identity = Identity { actor: Actor::new(node_id.as_str(), incarnation), node_id, incarnation };
         tracing::info!(node_id = %identity.node_id, incarnation = identity.incarnation, "node starting");
@@ -110,16 +111,20 @@ impl Node {
             heartbeat: Duration::from_millis(config.heartbeat_interval_ms),
             phi_threshold: config.phi_threshold,
         };
-        let cluster = Arc::new(Cluster::new(
+        let cluster = Cluster::open(
             me,
             params,
             config.seeds.clone(),
+            local.clone(),
             peers.clone(),
             detector,
             metrics.clone(),
-        ));
+        )
+        .await
+        .map_err(StartError::Load)?;
+        let cluster = Arc::new(cluster);
         let replicas = Replicas::new(local, cluster.clone(), metrics.clone());
-        let background = TaskTracker::new();
+        let background = Background::default();
         let coordinator = Coordinator::new(
             identity,
             replicas.clone(),
@@ -146,6 +151,15 @@ impl Node {
                 tombstone_grace: Duration::from_millis(config.tombstone_grace_ms),
             },
         ));
+        if fresh {
+            anti_entropy.repair_everything();
+        }
+        let stray = Arc::new(StrayCleanup::new(
+            replicas.local().clone(),
+            cluster.clone(),
+            metrics.clone(),
+            Duration::from_secs(config.aae_rebuild_interval_s),
+        ));
         let state = Arc::new(NodeState {
             config,
             cluster: cluster.clone(),
@@ -154,15 +168,17 @@ impl Node {
             metrics,
             handoff: handoff.clone(),
             anti_entropy: anti_entropy.clone(),
+            stray: stray.clone(),
             started: Instant::now(),
         });
 
-        let workers = TaskTracker::new();
+        let mut workers = tokio::task::JoinSet::new();
         let worker_stop = CancellationToken::new();
         workers.spawn(cluster.clone().run_greeter(worker_stop.clone()));
         workers.spawn(cluster.run_detector(worker_stop.clone()));
         workers.spawn(crate::worker::run(handoff, worker_stop.clone()));
         workers.spawn(crate::worker::run(anti_entropy, worker_stop.clone()));
+        workers.spawn(crate::worker::run(stray, worker_stop.clone()));
         Ok(Node { state, peers, background, workers, worker_stop })
     }
 
@@ -174,14 +190,14 @@ impl Node {
     /// finish (for at most `grace`), stops the workers and the peer client, flushes
     /// storage and joins its threads.
     pub async fn shutdown(self, grace: Duration) {
-        self.background.close();
-        if tokio::time::timeout(grace, self.background.wait()).await.is_err() {
-            tracing::warn!("background replication did not finish before the deadline");
-        }
+        self.background.drain(grace).await;
         self.worker_stop.cancel();
-        self.workers.close();
-        if tokio::time::timeout(grace, self.workers.wait()).await.is_err() {
-            tracing::warn!("workers did not stop before the deadline");
+        let mut workers = self.workers;
+        let all_ended = async { while workers.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, all_ended).await.is_err() {
+            // A unit of work is never cancelled halfway, except here: past the deadline.
+            tracing::warn!("workers did not stop before the deadline; aborting them");
+            workers.shutdown().await;
         }
         self.peers.close();
         if tokio::time::timeout(grace, self.peers.wait()).await.is_err() {

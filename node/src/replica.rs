@@ -53,27 +53,44 @@ impl Replicas {
     /// of; for any other key, the data merged with the hints kept here for its primaries
     /// (what a fallback holds for them).
     pub async fn serve(&self, call: ReplicaCall) -> ReplicaAnswer {
+        let ring = match self.cluster.ring() {
+            Ok(r) => r,
+            Err(e) => return ReplicaAnswer::Failed((&e).into()),
+        };
+        let primaries = ring.primaries(call.key().partition());
+        let owner = primaries.iter().any(|n| self.cluster.is_me(n));
         let answer = match call {
+            ReplicaCall::Get { key } if owner => self.local.get(key).await.map(ReplicaAnswer::Object),
+            // Not a replica: only the hints kept here for the key's primaries, never any
+            // data of ours (a stray copy must not be served, nor read-repaired back).
             ReplicaCall::Get { key } => {
-                let ring = self.cluster.ring();
-                let primaries = ring.primaries(key.partition());
-                if primaries.iter().any(|n| self.cluster.is_me(n)) {
-                    self.local.get(key).await.map(ReplicaAnswer::Object)
-                } else {
-                    self.local.get_with_hints(key, primaries.to_vec()).await.map(ReplicaAnswer::Object)
-                }
+                self.local.get_hints(key, primaries.to_vec()).await.map(ReplicaAnswer::Object)
             }
             ReplicaCall::Merge { key, object, durable, hint_for } => {
                 let durability = if durable { Durability::Synced } else { Durability::Journal };
                 let object = object.object().clone();
                 match hint_for {
                     Some(target) => self.local.put_hint(target, key, object, durability).await,
-                    None => self.local.merge(key, object, durability).await.map(|_| ()),
+                    None if owner => self.local.merge(key, object, durability).await.map(|_| ()),
+                    None => {
+                        // Sent here by a coordinator with another layout: the copy is
+                        // kept for the owners, and the answer says why it does not count.
+                        self.replicas_metrics().not_owner_answers.inc();
+                        let owners: Vec<NodeId> = primaries.to_vec();
+                        return match self.local.put_hints(owners, key, object, durability).await {
+                            Ok(()) => ReplicaAnswer::NotOwner { layout_version: ring.version() },
+                            Err(e) => ReplicaAnswer::Failed((&Error::from(e)).into()),
+                        };
+                    }
                 }
                 .map(|()| ReplicaAnswer::Merged { durable })
             }
         };
         answer.unwrap_or_else(|e| ReplicaAnswer::Failed((&Error::from(e)).into()))
+    }
+
+    fn replicas_metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Runs `call` on `node`'s replica until `deadline`.
@@ -233,6 +250,14 @@ impl Fanout {
             Ok(ReplicaAnswer::Merged { durable: true }) => Answer::DurableAck,
             Ok(ReplicaAnswer::Failed(e)) => {
                 let why = Error::from(e.clone()).reason();
+                return self.failed(reply.node, reply.owner, why);
+            }
+            Ok(ReplicaAnswer::NotOwner { layout_version }) => {
+                let mine = self.replicas.cluster.layout().map_or(0, |l| l.version());
+                if *layout_version > mine {
+                    self.replicas.cluster.greet_soon();
+                }
+                let why = format!("not a replica under its layout (version {layout_version}, ours {mine})");
                 return self.failed(reply.node, reply.owner, why);
             }
             Err(e) => {

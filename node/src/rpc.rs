@@ -108,10 +108,10 @@ async fn serve_replica(state: &NodeState, call: ReplicaCall) -> ReplicaAnswer {
 async fn serve_one(state: &NodeState, request: Request) -> Result<Response, Error> {
     let cluster = &state.cluster;
     match request {
-        Request::Hello { from, params, mut members } => {
-            members.push(from.clone());
-            cluster.observe(params, &members).inspect_err(|e| {
-                tracing::error!(peer = %from.node_id, error = %e, "refusing member");
+        Request::Hello { from, layout, .. } => {
+            let peer = from.node_id.clone();
+            cluster.receive_hello(from, layout).await.inspect_err(|e| {
+                tracing::warn!(peer = %peer, error = %e, "refusing a peer's layout");
             })?;
             Ok(cluster.hello_reply())
         }
@@ -148,7 +148,19 @@ async fn serve_one(state: &NodeState, request: Request) -> Result<Response, Erro
                 check(state, &item.key, None)?;
             }
             let count = items.len();
-            state.replicas.local().merge_batch(items).await?;
+            // Versions of keys this node does not replicate under its layout (hints
+            // meant for an older layout, say) are kept for their owners instead.
+            let ring = cluster.ring()?;
+            let (mine, theirs): (Vec<_>, Vec<_>) = items
+                .into_iter()
+                .partition(|i| ring.primaries(i.key.partition()).iter().any(|n| cluster.is_me(n)));
+            let local = state.replicas.local();
+            for item in theirs {
+                state.metrics.not_owner_answers.inc();
+                let owners = ring.primaries(item.key.partition()).to_vec();
+                local.put_hints(owners, item.key, item.object, quorumkv_storage::Durability::Journal).await?;
+            }
+            local.merge_batch(mine).await?;
             Ok(Response::MergedBatch { count })
         }
         Request::Coordinate { key, context, content, w, dw, sloppy, timeout_ms } => {

@@ -16,6 +16,7 @@ use crate::coordinator::Coordinator;
 use crate::handoff::Handoff;
 use crate::metrics::Metrics;
 use crate::replica::Replicas;
+use crate::stray::StrayCleanup;
 use crate::worker::Worker;
 
 #[derive(Debug)]
@@ -27,6 +28,7 @@ pub struct NodeState {
     pub metrics: Arc<Metrics>,
     pub handoff: Arc<Handoff>,
     pub anti_entropy: Arc<AntiEntropy>,
+    pub stray: Arc<StrayCleanup>,
     pub started: Instant,
 }
 
@@ -57,13 +59,15 @@ impl NodeState {
             "uptime_seconds": self.started.elapsed().as_secs(),
             "replicas": n,
             "partitions": cluster.params().partitions,
-            "ring_version": cluster.ring().version(),
-            "partitions_owned": cluster.ring().partitions_of(&me).len(),
+            "ring_version": cluster.ring().map(|r| r.version()).ok(),
+            "partitions_owned": cluster.ring().map_or(0, |r| r.partitions_of(&me).len()),
+            "layout": cluster.layout_json(),
             "members": members,
             "warnings": warnings,
             "workers": {
                 "hinted_handoff": self.handoff.status(),
                 "anti_entropy": self.anti_entropy.status(),
+                "stray_cleanup": self.stray.status(),
             },
             "storage": {
                 "disk_bytes": figures.disk_bytes,
@@ -74,7 +78,10 @@ impl NodeState {
     }
 
     /// `GET /v1/ring`.
-    pub fn ring_json(&self) -> Value {
+    ///
+    /// # Errors
+    /// No layout yet.
+    pub fn ring_json(&self) -> Result<Value, crate::error::Error> {
         self.cluster.ring_json()
     }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// What one unit of work found.
 #[derive(Debug)]
@@ -29,6 +30,38 @@ pub trait Worker: Send + Sync + 'static {
     fn work(&self) -> impl std::future::Future<Output = Result<WorkState, crate::error::Error>> + Send;
     /// Returns when there may be work again.
     fn wait_for_work(&self) -> impl std::future::Future<Output = ()> + Send;
+}
+
+/// Tasks that outlive the request that started them (the rest of a write's copies, a
+/// read repair): tracked, and cancelled if they have not finished by the shutdown
+/// deadline, so a stopped node leaves nothing running. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct Background {
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+}
+
+impl Background {
+    pub fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let cancel = self.cancel.clone();
+        self.tracker.spawn(async move {
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                () = task => {}
+            }
+        });
+    }
+
+    /// Takes no more tasks, lets the running ones finish for at most `grace`, then
+    /// cancels the rest.
+    pub async fn drain(&self, grace: Duration) {
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
+            tracing::warn!("background replication did not finish before the deadline; cancelled");
+            self.cancel.cancel();
+            self.tracker.wait().await;
+        }
+    }
 }
 
 /// Runs `worker` until `shutdown` fires.

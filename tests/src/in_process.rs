@@ -71,13 +71,33 @@ impl InProcess {
 
     async fn boot(&mut self, i: usize) {
         let config = self.configs[i].clone();
-        let endpoint = self.network.endpoint(&name(i));
-        let node =
-            Node::start(config, endpoint, format!("{}-api", name(i)), name(i)).await.expect("node starts");
-        let state = node.state().clone();
+        // A node stopped a moment ago may still be finishing a peer's call (a handler
+        // holds its state until the call ends, within the caller's deadline): wait for
+        // its store to be released rather than fail on the directory's lock.
+        let node = crate::poll_until(Duration::from_secs(10), || {
+            let (config, endpoint) = (config.clone(), self.network.endpoint(&name(i)));
+            async move {
+                match Node::start(config, endpoint, format!("{}-api", name(i)), name(i)).await {
+                    Ok(node) => Some(Ok(node)),
+                    Err(e) if e.to_string().contains("Locked") => None,
+                    Err(e) => Some(Err(e)),
+                }
+            }
+        })
+        .await
+        .expect("the previous instance released its store")
+        .expect("node starts");
+        // The network holds the node weakly: a message still in flight to a stopped node
+        // does not keep its state (and its store) alive.
+        let state = Arc::downgrade(node.state());
         let handler: Handler = Arc::new(move |body: Bytes| {
             let state = state.clone();
-            Box::pin(async move { quorumkv_node::rpc::serve_bytes(&state, body).await })
+            Box::pin(async move {
+                match state.upgrade() {
+                    Some(state) => quorumkv_node::rpc::serve_bytes(&state, body).await,
+                    None => std::future::pending().await,
+                }
+            })
         });
         self.network.register(&name(i), handler);
         self.nodes[i] = Some(node);
@@ -113,6 +133,23 @@ impl InProcess {
         self.boot(i).await;
     }
 
+    /// Starts one more node, seeded with every other node, with the changes `tweak`
+    /// makes to its config; returns its index. It learns the layout from the others.
+    pub async fn add(&mut self, tweak: impl Fn(&mut Config)) -> usize {
+        let i = self.nodes.len();
+        let mut config = self.configs[0].clone();
+        config.node_id = Some(name(i));
+        config.data_dir = self.dir.path().join(name(i));
+        config.seeds = (0..i).map(name).collect();
+        config.peer_advertise = Some(name(i));
+        config.advertise = Some(format!("{}-api", name(i)));
+        tweak(&mut config);
+        self.configs.push(config);
+        self.nodes.push(None);
+        self.boot(i).await;
+        i
+    }
+
     /// Stops every running node gracefully.
     pub async fn stop_all(&mut self) {
         for i in 0..self.nodes.len() {
@@ -136,7 +173,8 @@ impl InProcess {
         let of_id = quorumkv_ring::NodeId(name(of));
         let what = format!("{} sees {} {}", name(observer), name(of), if up { "up" } else { "down" });
         eventually(&what, Duration::from_secs(20), || {
-            let ok = cluster.ring().members().contains(&of_id) && cluster.is_up(&of_id) == up;
+            let member = cluster.ring().is_ok_and(|r| r.members().contains(&of_id));
+            let ok = member && cluster.is_up(&of_id) == up;
             async move { ok.then_some(()) }
         })
         .await;

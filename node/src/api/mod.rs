@@ -64,13 +64,19 @@ async fn route(state: &NodeState, req: Request<Incoming>) -> (&'static str, Resu
         };
     }
     match (req.method(), path.as_str()) {
-        (&Method::GET, "/v1/health") => {
-            ("health", Ok(response::json(StatusCode::OK, &json!({"status": "ok"}))))
-        }
+        (&Method::GET, "/v1/health") => match state.cluster.layout() {
+            Some(_) => ("health", Ok(response::json(StatusCode::OK, &json!({"status": "ok"})))),
+            // Serving nothing until the node has the cluster's layout.
+            None => {
+                ("health", Err(Error::Unavailable("no cluster layout yet: waiting to meet the seeds".into())))
+            }
+        },
         (&Method::GET, "/v1/status") => {
             ("status", Ok(response::json(StatusCode::OK, &state.status_json().await)))
         }
-        (&Method::GET, "/v1/ring") => ("ring", Ok(response::json(StatusCode::OK, &state.ring_json()))),
+        (&Method::GET, "/v1/ring") => {
+            ("ring", state.ring_json().map(|ring| response::json(StatusCode::OK, &ring)))
+        }
         (&Method::GET, "/metrics") => ("metrics", Ok(metrics(state).await)),
         (&Method::POST, "/v1/admin/anti-entropy") => {
             ("admin", trigger_anti_entropy(state, req.uri().query()))

@@ -14,9 +14,10 @@ use quorumkv_storage::{Content, Object, VersionVector};
 
 use crate::error::WireError;
 use crate::key::Key;
+use crate::layout::Layout;
 
 /// Bumped on any incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u8 = 2;
+pub const PROTOCOL_VERSION: u8 = 3;
 
 /// What a node says about itself when greeting another.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +120,11 @@ pub enum ReplicaAnswer {
     Merged {
         durable: bool,
     },
+    /// The receiver is not a replica of the key under its layout (of this version): it
+    /// kept a merge as hints for the owners, and serves a read only from such hints.
+    NotOwner {
+        layout_version: u64,
+    },
     Failed(WireError),
 }
 
@@ -131,8 +137,8 @@ pub enum Request {
     /// Several replica calls in one message, answered by a `Response::Batch` of the same
     /// length and order.
     Batch(Vec<ReplicaCall>),
-    /// Introduces the sender and every member it knows.
-    Hello { from: MemberInfo, params: ClusterParams, members: Vec<MemberInfo> },
+    /// Introduces the sender, with its cluster layout (gossip: the higher version wins).
+    Hello { from: MemberInfo, params: ClusterParams, layout: Option<Layout> },
     /// Hints delivered to the replica they were kept for: merged into its data, fsynced,
     /// then acknowledged as a whole.
     MergeBatch { items: Vec<Item> },
@@ -183,7 +189,7 @@ pub enum Response {
     Hello {
         from: MemberInfo,
         params: ClusterParams,
-        members: Vec<MemberInfo>,
+        layout: Option<Layout>,
     },
     /// Anti-entropy answers; `ready` is false while the replica rebuilds its trees.
     Tree {

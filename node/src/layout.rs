@@ -1,0 +1,150 @@
+//! The cluster layout: the stored, versioned answer to "who holds what".
+//!
+//! A layout is a [`Ring`] (its version, N, the partition count, the members and every
+//! partition's preference list, built by the ring crate) plus where each member listens.
+//! Every node keeps its layout on disk and loads it before it serves; layouts spread by
+//! gossip, the higher version winning. Only an operator's committed change makes a new
+//! version; whom a node can reach never changes placement (that is the failure
+//! detector's business, and sloppy quorum's).
+//!
+//! The first layout of a new cluster is made by each node once it has met every seed
+//! and none of them had a layout: the members are the node and its seeds, so nodes
+//! started with the same seed list make the same version 1.
+
+use std::collections::BTreeMap;
+
+use quorumkv_ring::{NodeId, Ring, RingParams};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::peer::wire::{ClusterParams, MemberInfo};
+
+/// Where a member listens.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Addresses {
+    pub peer_addr: String,
+    pub api_addr: String,
+}
+
+/// One version of the cluster's layout. Deserialising re-validates the ring (see
+/// `quorumkv_ring::Ring`) and checks that every member has addresses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "LayoutRepr")]
+pub struct Layout {
+    ring: Ring,
+    addresses: BTreeMap<NodeId, Addresses>,
+}
+
+#[derive(Deserialize)]
+struct LayoutRepr {
+    ring: Ring,
+    addresses: BTreeMap<NodeId, Addresses>,
+}
+
+impl TryFrom<LayoutRepr> for Layout {
+    type Error = String;
+
+    fn try_from(r: LayoutRepr) -> Result<Layout, String> {
+        let ids: Vec<&NodeId> = r.addresses.keys().collect();
+        let members: Vec<&NodeId> = r.ring.members().iter().collect();
+        if ids != members {
+            return Err("a layout's addresses must name exactly its members".into());
+        }
+        Ok(Layout { ring: r.ring, addresses: r.addresses })
+    }
+}
+
+impl Layout {
+    /// Version 1 of a new cluster with `members`.
+    ///
+    /// # Errors
+    /// Invalid parameters or no members.
+    pub fn first(params: ClusterParams, members: &[MemberInfo]) -> Result<Layout, Error> {
+        let ring_params =
+            RingParams { partitions: params.partitions, replicas: params.replicas, vnodes: params.vnodes };
+        let ring = Ring::new(ring_params, 1, members.iter().map(|m| m.node_id.clone()))
+            .map_err(|e| Error::bad("invalid_layout", e.to_string()))?;
+        let addresses = members
+            .iter()
+            .map(|m| {
+                (
+                    m.node_id.clone(),
+                    Addresses { peer_addr: m.peer_addr.clone(), api_addr: m.api_addr.clone() },
+                )
+            })
+            .collect();
+        Ok(Layout { ring, addresses })
+    }
+
+    pub fn version(&self) -> u64 {
+        self.ring.version()
+    }
+
+    pub fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
+    pub fn params(&self) -> ClusterParams {
+        let p = self.ring.params();
+        ClusterParams { partitions: p.partitions, replicas: p.replicas, vnodes: p.vnodes }
+    }
+
+    pub fn is_member(&self, node: &NodeId) -> bool {
+        self.addresses.contains_key(node)
+    }
+
+    pub fn addresses(&self) -> &BTreeMap<NodeId, Addresses> {
+        &self.addresses
+    }
+
+    /// A fingerprint of the whole layout: two layouts of one version must have the same.
+    pub fn digest(&self) -> u64 {
+        xxhash_rust::xxh3::xxh3_64(&self.encode())
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Repr<'a> {
+            ring: &'a Ring,
+            addresses: &'a BTreeMap<NodeId, Addresses>,
+        }
+        // Serialising plain data into a Vec cannot fail.
+        postcard::to_allocvec(&Repr { ring: &self.ring, addresses: &self.addresses })
+            .unwrap_or_else(|_| unreachable!("postcard into Vec"))
+    }
+
+    /// Decodes a stored layout.
+    ///
+    /// # Errors
+    /// Bytes that are not a valid layout.
+    pub fn decode(bytes: &[u8]) -> Result<Layout, String> {
+        postcard::from_bytes(bytes).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: &str) -> MemberInfo {
+        MemberInfo {
+            node_id: NodeId::from(id),
+            incarnation: 1,
+            peer_addr: format!("{id}:1"),
+            api_addr: format!("{id}:2"),
+        }
+    }
+
+    #[test]
+    fn the_first_layout_is_the_same_whoever_makes_it_and_round_trips() {
+        let params = ClusterParams { partitions: 64, replicas: 3, vnodes: 64 };
+        let a = Layout::first(params, &[member("a"), member("b"), member("c")]).expect("layout");
+        let b = Layout::first(params, &[member("c"), member("a"), member("b")]).expect("layout");
+        assert_eq!(a, b);
+        assert_eq!(a.digest(), b.digest());
+        assert_eq!(a.version(), 1);
+        let back = Layout::decode(&a.encode()).expect("decodes");
+        assert_eq!(back, a);
+        assert!(Layout::decode(&a.encode()[..10]).is_err());
+    }
+}
