@@ -72,6 +72,8 @@ struct State {
     /// The roots of this node's trees as of the last exchange or rebuild.
     roots: BTreeMap<u32, u64>,
     building: bool,
+    /// The layout version whose partitions to sync were last queued.
+    synced_version: u64,
 }
 
 pub struct AntiEntropy {
@@ -205,6 +207,9 @@ impl AntiEntropy {
             }
         }
         let all_up = peers.iter().all(|p| self.cluster.is_up(p));
+        if all_up && all_exchanged && self.cluster.is_syncing(partition) {
+            self.cluster.synced(partition).await?;
+        }
         let leader = ring.primaries(partition).first().is_some_and(|n| self.cluster.is_me(n));
         if leader
             && all_up
@@ -479,6 +484,15 @@ impl Worker for AntiEntropy {
                 "this node lost its data: repairing every partition now"
             );
         }
+        // Partitions to sync (gained with a layout change, or left half synced by a
+        // restart) are exchanged first, at full speed, whatever the sweep's pace.
+        let version = self.cluster.layout().map_or(0, |l| l.version());
+        if self.state().synced_version != version {
+            self.state().synced_version = version;
+            for p in self.cluster.syncing() {
+                self.trigger(Some(p));
+            }
+        }
         let due = self.state().last_rebuild.is_none_or(|t| t.elapsed() >= self.config.rebuild_interval);
         if due {
             self.rebuild().await?;
@@ -500,9 +514,12 @@ impl Worker for AntiEntropy {
             Ok(r) => self.config.interval / r.partitions_of(&self.cluster.my_id()).len().max(1) as u32,
             Err(_) => Duration::from_millis(200),
         };
+        let mut layout = self.cluster.watch_version();
+        layout.borrow_and_update();
         tokio::select! {
             () = self.wake.notified() => {}
             () = tokio::time::sleep(pause) => {}
+            _ = layout.changed() => {}
         }
     }
 }

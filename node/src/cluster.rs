@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
-use quorumkv_ring::{NodeId, Ring};
+use quorumkv_ring::{NodeId, PartitionChange, Ring};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -20,14 +20,25 @@ use tokio_util::sync::CancellationToken;
 
 use crate::detector::PhiAccrual;
 use crate::error::Error;
-use crate::layout::Layout;
+use crate::layout::{Change, Layout};
 use crate::local::LocalStore;
 use crate::metrics::Metrics;
 use crate::peer::PeerClient;
 use crate::peer::wire::{ClusterParams, MemberInfo, Request, Response};
 
+/// An operator's change as asked, before it is resolved against the layout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StageOp {
+    Join(NodeId),
+    Leave(NodeId),
+    Remove(NodeId),
+    Replace(NodeId, NodeId),
+}
+
 /// Where the layout is stored.
 const LAYOUT_META: &str = "layout";
+/// Where the partitions still to sync are stored.
+const SYNCING_META: &str = "syncing";
 
 /// How a member looks from here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +100,16 @@ pub struct Cluster {
     met: Mutex<BTreeMap<String, MemberInfo>>,
     /// A peer holding another layout of our version.
     conflict: Mutex<Option<String>>,
+    /// Every node that greeted us or answered our greeting, by id: who can be joined.
+    seen: Mutex<BTreeMap<NodeId, MemberInfo>>,
+    /// Operator changes waiting for a commit (kept by the node the operator talks to).
+    staged: Mutex<Vec<Change>>,
+    /// Partitions this node gained with a layout change (or lost with its data) and has
+    /// not yet synced from their other replicas: it answers reads of them with an error
+    /// rather than with what it does not have yet. Stored, so a restart resumes them.
+    syncing: Mutex<std::collections::BTreeSet<u32>>,
+    /// The version of the layout in force, for workers that act on a change.
+    version: tokio::sync::watch::Sender<u64>,
     /// Serialises adopting layouts (each is stored before it is used).
     adopting: tokio::sync::Mutex<()>,
     greet_now: Notify,
@@ -124,6 +145,10 @@ impl Cluster {
             members: RwLock::default(),
             met: Mutex::default(),
             conflict: Mutex::default(),
+            seen: Mutex::default(),
+            staged: Mutex::default(),
+            syncing: Mutex::default(),
+            version: tokio::sync::watch::Sender::new(0),
             adopting: tokio::sync::Mutex::new(()),
             greet_now: Notify::new(),
             started: SystemTime::now(),
@@ -131,6 +156,10 @@ impl Cluster {
             detector,
             metrics,
         };
+        if let Some(bytes) = cluster.local.meta_get(SYNCING_META).await? {
+            let parts: Vec<u32> = postcard::from_bytes(&bytes).unwrap_or_default();
+            cluster.syncing.lock().unwrap_or_else(PoisonError::into_inner).extend(parts);
+        }
         if let Some(layout) = stored {
             tracing::info!(version = layout.version(), "loaded the stored cluster layout");
             cluster.install(layout);
@@ -266,7 +295,160 @@ impl Cluster {
                 members.insert(id.clone(), Member::new(info, self.detector.heartbeat));
             }
         }
+        let version = layout.version();
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(Current { layout, ring });
+        self.version.send_replace(version);
+    }
+
+    /// Marks partitions as still to sync (stored first).
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn mark_syncing(&self, partitions: Vec<u32>) -> Result<(), Error> {
+        let all: Vec<u32> = {
+            let mut s = self.syncing.lock().unwrap_or_else(PoisonError::into_inner);
+            s.extend(partitions);
+            s.iter().copied().collect()
+        };
+        self.store_syncing(all).await
+    }
+
+    /// Records that `partition` has synced from every other replica.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn synced(&self, partition: u32) -> Result<(), Error> {
+        let all: Vec<u32> = {
+            let mut s = self.syncing.lock().unwrap_or_else(PoisonError::into_inner);
+            if !s.remove(&partition) {
+                return Ok(());
+            }
+            s.iter().copied().collect()
+        };
+        tracing::info!(partition, left = all.len(), "partition synced");
+        self.store_syncing(all).await
+    }
+
+    async fn store_syncing(&self, all: Vec<u32>) -> Result<(), Error> {
+        let bytes = postcard::to_allocvec(&all).map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(self.local.meta_put(SYNCING_META, bytes).await?)
+    }
+
+    /// Whether `partition` is still to sync here.
+    pub fn is_syncing(&self, partition: u32) -> bool {
+        self.syncing.lock().unwrap_or_else(PoisonError::into_inner).contains(&partition)
+    }
+
+    /// The partitions still to sync here.
+    pub fn syncing(&self) -> Vec<u32> {
+        self.syncing.lock().unwrap_or_else(PoisonError::into_inner).iter().copied().collect()
+    }
+
+    /// Follows the version of the layout in force (0: none yet).
+    pub fn watch_version(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    /// Stages a change, refused at once (and not staged) if the staged changes with it
+    /// could not be committed.
+    ///
+    /// # Errors
+    /// No layout yet; an unknown node; `remove` of a node the detector holds up or
+    /// `leave` of one it holds down; a change that leaves fewer than N members.
+    pub fn stage(&self, op: StageOp) -> Result<(), Error> {
+        let layout = self.layout().ok_or_else(|| Error::Unavailable("no cluster layout yet".into()))?;
+        let known = |id: &NodeId| -> Result<MemberInfo, Error> {
+            if self.is_me(id) {
+                return Ok(self.me.clone());
+            }
+            self.seen.lock().unwrap_or_else(PoisonError::into_inner).get(id).cloned().ok_or_else(|| {
+                Error::bad(
+                    "unknown_node",
+                    format!(
+                        "no node `{id}` has greeted this cluster: start it with --seed set to a member's peer \
+                         address, then stage the change again"
+                    ),
+                )
+            })
+        };
+        let member = |id: &NodeId| -> Result<(), Error> {
+            if layout.is_member(id) {
+                Ok(())
+            } else {
+                Err(Error::bad(
+                    "unknown_node",
+                    format!("`{id}` is not a member of layout version {}", layout.version()),
+                ))
+            }
+        };
+        let change = match op {
+            StageOp::Join(id) => Change::Join { node: known(&id)? },
+            StageOp::Leave(id) => {
+                member(&id)?;
+                if !self.is_up(&id) {
+                    return Err(Error::bad(
+                        "node_down",
+                        format!("`{id}` is down and cannot hand off its data: use remove"),
+                    ));
+                }
+                Change::Leave { node: id }
+            }
+            StageOp::Remove(id) => {
+                member(&id)?;
+                if self.is_up(&id) {
+                    return Err(Error::bad(
+                        "node_up",
+                        format!(
+                            "`{id}` is up: remove is for a dead node; use leave so it hands off its data first"
+                        ),
+                    ));
+                }
+                Change::Remove { node: id }
+            }
+            StageOp::Replace(old, new) => {
+                member(&old)?;
+                Change::Replace { old, new: known(&new)? }
+            }
+        };
+        let mut staged = self.staged.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut trial = staged.clone();
+        trial.push(change);
+        layout.apply(&trial)?;
+        *staged = trial;
+        Ok(())
+    }
+
+    /// The staged changes, and the layout they would make with every partition that
+    /// moves (`None` with nothing staged).
+    pub fn plan(&self) -> (Vec<Change>, Option<(Layout, Vec<PartitionChange>)>) {
+        let staged = self.staged.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let next = self.layout().filter(|_| !staged.is_empty()).and_then(|l| {
+            let next = l.apply(&staged).ok()?;
+            let moves = l.ring().diff(next.ring());
+            Some((next, moves))
+        });
+        (staged, next)
+    }
+
+    /// Makes the staged changes the next layout version: stored, in force here, and
+    /// gossiped at once. Returns the new version.
+    ///
+    /// # Errors
+    /// Nothing staged, or the changes no longer apply.
+    pub async fn commit(&self) -> Result<u64, Error> {
+        let layout = self.layout().ok_or_else(|| Error::Unavailable("no cluster layout yet".into()))?;
+        let staged = self.staged.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let next = layout.apply(&staged)?;
+        let version = next.version();
+        self.offer(next).await?;
+        self.staged.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        self.greet_soon();
+        Ok(version)
+    }
+
+    /// Drops the staged changes.
+    pub fn cancel(&self) {
+        self.staged.lock().unwrap_or_else(PoisonError::into_inner).clear();
     }
 
     /// Takes `layout` if it is newer than ours: stores it, then puts it in force. The
@@ -318,6 +500,7 @@ impl Cluster {
 
     /// Records a greeting from (or answered by) `from`, greeted at `addr` if we greeted it.
     fn met(&self, from: &MemberInfo, addr: Option<&str>) {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner).insert(from.node_id.clone(), from.clone());
         if let Some(addr) = addr {
             self.met.lock().unwrap_or_else(PoisonError::into_inner).insert(addr.to_owned(), from.clone());
         }
@@ -531,6 +714,7 @@ impl Cluster {
                 "digest": format!("{:016x}", l.digest()),
                 "member": l.is_member(&self.me.node_id),
                 "conflict": conflict,
+                "syncing": self.syncing(),
             }),
         }
     }

@@ -152,7 +152,17 @@ impl Worker for Handoff {
         }
         let pending = self.refresh_pending().await?;
         let mut delivered_any = false;
+        let layout = self.cluster.layout();
         for target in pending.into_keys() {
+            // Hints for a node that is no longer a member (removed, replaced, left) go to
+            // the current owners of their keys instead.
+            if let Some(layout) = layout.as_ref().filter(|l| !l.is_member(&target)) {
+                let ring = std::sync::Arc::new(layout.ring().clone());
+                let moved = self.local.rehome_hints(target.clone(), ring, self.cluster.my_id()).await?;
+                tracing::info!(from = %target, hints = moved, "hints for a former member handed to the current owners");
+                delivered_any |= moved > 0;
+                continue;
+            }
             if self.cluster.is_me(&target) || !self.cluster.is_up(&target) {
                 continue;
             }
@@ -175,10 +185,13 @@ impl Worker for Handoff {
                             None => break,
                         }
                     }
+                    // One target failing (down before the detector says so) does not hold
+                    // back the others: recorded, and tried again next round.
                     Err(e) => {
+                        tracing::debug!(peer = %target, error = %e, "hint delivery failed");
                         self.progress.lock().unwrap_or_else(PoisonError::into_inner).last_error =
                             Some(e.to_string());
-                        return Err(e);
+                        break;
                     }
                 }
             }

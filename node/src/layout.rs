@@ -26,6 +26,26 @@ pub struct Addresses {
     pub api_addr: String,
 }
 
+/// One operator change, staged until a commit makes the next version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum Change {
+    /// A running node (that has greeted a member) becomes a member.
+    Join { node: MemberInfo },
+    /// A running member hands everything off and leaves.
+    Leave { node: NodeId },
+    /// A dead member is dropped; its partitions are rebuilt from the other replicas.
+    Remove { node: NodeId },
+    /// A new node takes a member's place: exactly its partitions move, to the new node.
+    Replace { old: NodeId, new: MemberInfo },
+}
+
+impl Addresses {
+    fn of(m: &MemberInfo) -> Addresses {
+        Addresses { peer_addr: m.peer_addr.clone(), api_addr: m.api_addr.clone() }
+    }
+}
+
 /// One version of the cluster's layout. Deserialising re-validates the ring (see
 /// `quorumkv_ring::Ring`) and checks that every member has addresses.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +117,62 @@ impl Layout {
         &self.addresses
     }
 
+    /// The next version: `changes` applied in order.
+    ///
+    /// # Errors
+    /// A change that names a node that is not (or already is) a member, or a result with
+    /// fewer than N members.
+    pub fn apply(&self, changes: &[Change]) -> Result<Layout, Error> {
+        let version = self.version() + 1;
+        let n = self.ring.params().replicas;
+        let mut ring = self.ring.clone();
+        let mut addresses = self.addresses.clone();
+        let bad = |e: quorumkv_ring::RingError| Error::bad("invalid_layout_change", e.to_string());
+        for change in changes {
+            match change {
+                Change::Join { node } => {
+                    if addresses.contains_key(&node.node_id) {
+                        return Err(Error::bad(
+                            "invalid_layout_change",
+                            format!("`{}` is a member already", node.node_id),
+                        ));
+                    }
+                    ring = ring.with_member(node.node_id.clone(), version).map_err(bad)?;
+                    addresses.insert(node.node_id.clone(), Addresses::of(node));
+                }
+                Change::Leave { node } | Change::Remove { node } => {
+                    if addresses.remove(node).is_none() {
+                        return Err(Error::bad("invalid_layout_change", format!("`{node}` is not a member")));
+                    }
+                    ring = ring.without_member(node, version).map_err(bad)?;
+                }
+                Change::Replace { old, new } => {
+                    if addresses.remove(old).is_none() {
+                        return Err(Error::bad("invalid_layout_change", format!("`{old}` is not a member")));
+                    }
+                    ring = ring.with_replacement(old, new.node_id.clone(), version).map_err(bad)?;
+                    addresses.insert(new.node_id.clone(), Addresses::of(new));
+                }
+            }
+        }
+        if ring.members().len() < n {
+            return Err(Error::bad(
+                "too_few_members",
+                format!(
+                    "the change would leave {} member(s), fewer than N={n}: every key needs N distinct nodes",
+                    ring.members().len()
+                ),
+            ));
+        }
+        if changes.is_empty() {
+            return Err(Error::bad(
+                "nothing_staged",
+                "no change is staged: stage join, leave, remove or replace first",
+            ));
+        }
+        Ok(Layout { ring, addresses })
+    }
+
     /// A fingerprint of the whole layout: two layouts of one version must have the same.
     pub fn digest(&self) -> u64 {
         xxhash_rust::xxh3::xxh3_64(&self.encode())
@@ -146,5 +222,24 @@ mod tests {
         let back = Layout::decode(&a.encode()).expect("decodes");
         assert_eq!(back, a);
         assert!(Layout::decode(&a.encode()[..10]).is_err());
+    }
+
+    #[test]
+    fn changes_make_the_next_version_and_bad_ones_are_refused() {
+        let params = ClusterParams { partitions: 64, replicas: 3, vnodes: 64 };
+        let v1 = Layout::first(params, &[member("a"), member("b"), member("c")]).expect("layout");
+        let v2 = v1.apply(&[Change::Join { node: member("d") }]).expect("join");
+        assert_eq!(v2.version(), 2);
+        assert!(v2.is_member(&NodeId::from("d")));
+        let moved = v1.ring().diff(v2.ring()).len();
+        assert!(moved > 0 && moved < 64, "a join moves some partitions, not all: {moved}");
+        let v3 = v2.apply(&[Change::Replace { old: NodeId::from("b"), new: member("e") }]).expect("replace");
+        assert!(v3.is_member(&NodeId::from("e")) && !v3.is_member(&NodeId::from("b")));
+        assert!(v2.apply(&[]).is_err(), "nothing staged");
+        assert!(v2.apply(&[Change::Join { node: member("a") }]).is_err(), "a member already");
+        assert!(v2.apply(&[Change::Leave { node: NodeId::from("x") }]).is_err(), "unknown");
+        let two = [Change::Leave { node: NodeId::from("a") }, Change::Remove { node: NodeId::from("b") }];
+        let e = v2.apply(&two).expect_err("fewer than N");
+        assert!(e.to_string().contains("fewer than N=3"), "{e}");
     }
 }

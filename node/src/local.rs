@@ -359,6 +359,41 @@ impl LocalStore {
         .await
     }
 
+    /// Hands every hint kept for `target` (no longer a member) to the current owners of
+    /// its key under `ring`: merged here where this node (`me`) is one, kept as a hint
+    /// for each other; the old hint is removed only if it did not change meanwhile.
+    /// Returns how many hints were moved.
+    pub async fn rehome_hints(
+        &self,
+        target: NodeId,
+        ring: Arc<quorumkv_ring::Ring>,
+        me: NodeId,
+    ) -> Result<usize, Error> {
+        self.scan(move |s| {
+            let mut moved = 0;
+            let mut cursor: Option<Vec<u8>> = None;
+            loop {
+                let hints = s.scan_hints(target.as_str(), cursor.as_deref(), 256)?;
+                let Some(last) = hints.last() else { break };
+                cursor = Some(last.cursor.clone());
+                for h in &hints {
+                    for owner in ring.primaries(h.partition) {
+                        if *owner == me {
+                            s.merge(h.object_key(), &h.object, Durability::Journal)?;
+                        } else {
+                            s.put_hint(owner.as_str(), h.object_key(), &h.object)?;
+                        }
+                    }
+                    if s.remove_hint_if_unchanged(target.as_str(), h.object_key(), &h.object)? {
+                        moved += 1;
+                    }
+                }
+            }
+            Ok(moved)
+        })
+        .await
+    }
+
     /// Pending hints per target (scans every hint).
     pub async fn hint_counts(&self) -> Result<Vec<(NodeId, u64)>, Error> {
         self.scan(|s| Ok(s.hint_counts()?.into_iter().map(|(t, n)| (NodeId(t), n)).collect())).await
@@ -456,6 +491,17 @@ impl LocalStore {
                 }
             }
             Ok(moved)
+        })
+        .await
+    }
+
+    /// How many keys and value bytes this node holds in `partition` (a partition scan).
+    pub async fn partition_size(&self, partition: u32) -> Result<(u64, u64), Error> {
+        self.scan(move |s| {
+            let width = s.tree_width();
+            let leaves: Vec<u16> = (0..width * width).map(|l| l as u16).collect();
+            let entries = s.leaf_entries(partition, &leaves)?;
+            Ok((entries.len() as u64, entries.iter().map(|e| e.object.value_bytes() as u64).sum()))
         })
         .await
     }

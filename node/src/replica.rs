@@ -60,6 +60,13 @@ impl Replicas {
         let primaries = ring.primaries(call.key().partition());
         let owner = primaries.iter().any(|n| self.cluster.is_me(n));
         let answer = match call {
+            // A partition this node gained and has not synced yet: what it holds may be
+            // missing versions, so it does not answer for it (the other replicas do).
+            ReplicaCall::Get { key } if owner && self.cluster.is_syncing(key.partition()) => {
+                let e =
+                    Error::Unavailable(format!("partition {} is still being synced here", key.partition()));
+                return ReplicaAnswer::Failed((&e).into());
+            }
             ReplicaCall::Get { key } if owner => self.local.get(key).await.map(ReplicaAnswer::Object),
             // Not a replica: only the hints kept here for the key's primaries, never any
             // data of ours (a stray copy must not be served, nor read-repaired back).

@@ -61,7 +61,7 @@ impl NodeState {
             "partitions": cluster.params().partitions,
             "ring_version": cluster.ring().map(|r| r.version()).ok(),
             "partitions_owned": cluster.ring().map_or(0, |r| r.partitions_of(&me).len()),
-            "layout": cluster.layout_json(),
+            "layout": self.layout_json(),
             "members": members,
             "warnings": warnings,
             "workers": {
@@ -75,6 +75,22 @@ impl NodeState {
                 "corrupt_records": local.stats().corrupt_records.load(Ordering::Relaxed),
             },
         })
+    }
+
+    /// The layout part of `/v1/status`, with whether this node may be stopped: it is no
+    /// member (it left, or never joined), has handed all its data off and delivered all
+    /// its hints.
+    fn layout_json(&self) -> Value {
+        let mut v = self.cluster.layout_json();
+        if let Some(layout) = self.cluster.layout() {
+            let handoff = self.handoff.status();
+            let hints: u64 =
+                handoff["pending"].as_object().map_or(0, |m| m.values().filter_map(Value::as_u64).sum());
+            let swept = self.stray.status()["swept_layout_version"].as_u64() == Some(layout.version());
+            let member = layout.is_member(&self.cluster.my_id());
+            v["may_stop"] = json!(!member && swept && hints == 0);
+        }
+        v
     }
 
     /// `GET /v1/ring`.

@@ -68,11 +68,23 @@ pub enum RingError {
         /// The repeated member index.
         index: u16,
     },
+    /// A change names a node that is not a member.
+    UnknownMember {
+        /// The node.
+        node: crate::NodeId,
+    },
+    /// A change adds a node that is a member already.
+    AlreadyMember {
+        /// The node.
+        node: crate::NodeId,
+    },
 }
 
 impl fmt::Display for RingError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::UnknownMember { node } => write!(f, "`{node}` is not a member of the ring"),
+            Self::AlreadyMember { node } => write!(f, "`{node}` is a member of the ring already"),
             Self::InvalidPartitions { partitions } => write!(
                 f,
                 "invalid ring parameter `partitions` = {partitions}: must be a power of two from 1 to {}",

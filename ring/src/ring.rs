@@ -321,6 +321,43 @@ impl Ring {
         Ok(Ring::assemble(self.params, version, members, &walk, primaries))
     }
 
+    /// The ring of `version` after `new` takes `old`'s place: every partition `old` was a
+    /// primary of has `new` there instead, in the same position; nothing else moves.
+    /// Fallbacks are recomputed (they follow the walk, which depends on the names).
+    ///
+    /// # Errors
+    ///
+    /// [`RingError::UnknownMember`] if `old` is not a member, [`RingError::AlreadyMember`]
+    /// if `new` already is.
+    pub fn with_replacement(&self, old: &NodeId, new: NodeId, version: u64) -> Result<Ring, RingError> {
+        let Ok(old_at) = self.members.binary_search(old) else {
+            return Err(RingError::UnknownMember { node: old.clone() });
+        };
+        let Err(new_at) = self.members.binary_search(&new) else {
+            return Err(RingError::AlreadyMember { node: new });
+        };
+        let mut members = self.members.clone();
+        members.remove(old_at);
+        let new_at = if new_at > old_at { new_at - 1 } else { new_at };
+        members.insert(new_at, new);
+        // Indices shift between the two positions; `old` itself becomes `new`.
+        let (old_at, new_at) = (old_at as u16, new_at as u16);
+        let mut primaries = self.primaries.clone();
+        primaries.renumber(|m| {
+            if m == old_at {
+                new_at
+            } else if old_at < new_at && m > old_at && m <= new_at {
+                m - 1
+            } else if new_at < old_at && m >= new_at && m < old_at {
+                m + 1
+            } else {
+                m
+            }
+        });
+        let walk = Walk::new(&members, self.params.partitions, self.params.vnodes);
+        Ok(Ring::assemble(self.params, version, members, &walk, primaries))
+    }
+
     fn with_version(&self, version: u64) -> Ring {
         Ring { version, ..self.clone() }
     }
@@ -1132,5 +1169,25 @@ mod tests {
                 ring = next;
             }
         }
+    }
+
+    #[test]
+    fn a_replacement_takes_exactly_the_old_members_slots() {
+        let params = RingParams { partitions: 64, replicas: 3, vnodes: 64 };
+        let ring = Ring::new(params, 1, ["a", "c", "e", "g"].map(NodeId::from)).expect("ring");
+        for new in ["b", "f", "z", "0"] {
+            let replaced = ring.with_replacement(&NodeId::from("c"), NodeId::from(new), 2).expect("replace");
+            assert_eq!(replaced.version(), 2);
+            assert!(replaced.members().contains(&NodeId::from(new)));
+            assert!(!replaced.members().contains(&NodeId::from("c")));
+            for p in 0..64 {
+                let before: Vec<&str> = ring.primaries(p).iter().map(NodeId::as_str).collect();
+                let after: Vec<&str> = replaced.primaries(p).iter().map(NodeId::as_str).collect();
+                let expected: Vec<&str> = before.iter().map(|n| if *n == "c" { new } else { n }).collect();
+                assert_eq!(after, expected, "partition {p}");
+            }
+        }
+        assert!(ring.with_replacement(&NodeId::from("x"), NodeId::from("y"), 2).is_err());
+        assert!(ring.with_replacement(&NodeId::from("a"), NodeId::from("c"), 2).is_err());
     }
 }

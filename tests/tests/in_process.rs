@@ -703,3 +703,152 @@ async fn the_layout_survives_restarts_and_a_late_node_learns_it_without_joining(
     assert_eq!(values(c.get(late, "via-late", 3).await.expect("read").as_ref()), ["v"]);
     c.stop_all().await;
 }
+
+/// The index of the node named `node-N`.
+fn index_of(node: &NodeId) -> usize {
+    node.0.trim_start_matches("node-").parse::<usize>().expect("node-N") - 1
+}
+
+/// Waits until the running nodes agree on one layout, have synced every partition they
+/// gained, delivered every hint, hold no stray data, and every partition's replicas have
+/// the same Merkle root; then checks placement and every acknowledged write.
+async fn settled(c: &InProcess, running: &[usize], acked: &[(String, String)]) {
+    let first = c.node(running[0]).cluster.layout().expect("a layout");
+    eventually("every node has the newest layout", Duration::from_secs(20), || async {
+        let digests: Vec<u64> =
+            running.iter().map(|&i| c.node(i).cluster.layout().map_or(0, |l| l.digest())).collect();
+        let newest = running.iter().filter_map(|&i| c.node(i).cluster.layout()).map(|l| l.version()).max()?;
+        (digests.windows(2).all(|w| w[0] == w[1]) && c.node(running[0]).cluster.layout()?.version() == newest)
+            .then_some(())
+    })
+    .await;
+    let layout = c.node(running[0]).cluster.layout().expect("a layout");
+    assert!(layout.version() >= first.version());
+    let ring = layout.ring().clone();
+    eventually("transfers finished and replicas converged", Duration::from_secs(60), || async {
+        for &i in running {
+            c.node(i).anti_entropy.trigger(None);
+        }
+        for &i in running {
+            if !c.node(i).cluster.syncing().is_empty() || c.hints_pending(i) > 0 || strays(c, i).await > 0 {
+                return None;
+            }
+        }
+        for p in 0..64 {
+            let mut roots = Vec::new();
+            for n in ring.primaries(p) {
+                roots.push(c.node(index_of(n)).replicas.local().roots(vec![p]).await.ok()?);
+            }
+            if !roots.windows(2).all(|w| w[0] == w[1]) {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    // N distinct replicas per partition, and primary slots as balanced as the claim says.
+    let members = ring.members().len();
+    let (lo, hi) = ((64 * 3) / members, (64usize * 3).div_ceil(members));
+    for n in ring.members() {
+        let owned = ring.partitions_of(n).len();
+        assert!((lo..=hi).contains(&owned), "{n} holds {owned} partitions, expected {lo} to {hi}");
+    }
+    for p in 0..64 {
+        let mut primaries = ring.primaries(p).to_vec();
+        primaries.sort();
+        primaries.dedup();
+        assert_eq!(primaries.len(), 3, "partition {p}");
+    }
+    for (key, value) in acked {
+        let got = c.get(running[0], key, 2).await.expect("r=quorum");
+        assert_eq!(values(got.as_ref()), vec![value.clone()], "{key} was acknowledged");
+    }
+}
+
+#[tokio::test]
+async fn the_cluster_grows_shrinks_and_replaces_nodes_under_load_without_losing_a_write() {
+    use quorumkv_node::cluster::StageOp;
+    let mut c = InProcess::start(3, 3, |cfg| cfg.aae_interval_ms = 5_000).await;
+    // Writers through node-1 and node-2 (which stay) for the whole test.
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers = {
+        let (states, acked, stop) = (vec![c.node(0).clone(), c.node(1).clone()], acked.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let state = &states[(n % 2) as usize];
+                let (key, value) = (format!("g{n}"), format!("v{n}"));
+                let k = quorumkv_node::key::Key::new(
+                    64,
+                    Bytes::from(b"b".to_vec()),
+                    Bytes::from(key.clone().into_bytes()),
+                )
+                .expect("key");
+                let opts = quorumkv_node::coordinator::WriteOptions {
+                    w: 2,
+                    dw: 0,
+                    sloppy: true,
+                    timeout: Duration::from_secs(2),
+                };
+                let content = Content::value("text/plain", value.clone());
+                if state.coordinator.put(k, none(), content, opts).await.is_ok() {
+                    acked.lock().expect("lock").push((key, value));
+                }
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let snapshot = |acked: &std::sync::Mutex<Vec<(String, String)>>| acked.lock().expect("lock").clone();
+
+    // Grow 3 -> 4 -> 5.
+    for _ in 0..2 {
+        let new = c.add(|_| {}).await;
+        eventually("the new node has greeted a member", Duration::from_secs(10), || async {
+            c.node(0).cluster.stage(StageOp::Join(NodeId(name(new)))).ok()
+        })
+        .await;
+        let (_, plan) = c.node(0).cluster.plan();
+        let (_, moves) = plan.expect("a plan");
+        assert!(!moves.is_empty() && moves.len() < 64, "a join moves some partitions: {}", moves.len());
+        c.node(0).cluster.commit().await.expect("commit");
+        let running: Vec<usize> = (0..c.len()).collect();
+        settled(&c, &running, &snapshot(&acked)).await;
+    }
+    // Shrink 5 -> 4: node-5 leaves, hands everything off, then may stop.
+    c.node(0).cluster.stage(StageOp::Leave(NodeId(name(4)))).expect("stage leave");
+    c.node(0).cluster.commit().await.expect("commit");
+    eventually("node-5 may stop", Duration::from_secs(30), || async {
+        (c.node(4).status_json().await["layout"]["may_stop"] == true).then_some(())
+    })
+    .await;
+    c.stop(4).await;
+    settled(&c, &[0, 1, 2, 3], &snapshot(&acked)).await;
+    // node-4 dies and is removed.
+    c.stop(3).await;
+    c.wait_state(0, 3, false).await;
+    let refused = c.node(0).cluster.stage(StageOp::Leave(NodeId(name(3))));
+    assert!(refused.is_err(), "a dead node cannot leave: it is removed");
+    c.node(0).cluster.stage(StageOp::Remove(NodeId(name(3)))).expect("stage remove");
+    c.node(0).cluster.commit().await.expect("commit");
+    settled(&c, &[0, 1, 2], &snapshot(&acked)).await;
+    // node-3 dies; a new node-6 replaces it.
+    c.stop(2).await;
+    c.wait_state(0, 2, false).await;
+    let replacement = c.add(|_| {}).await;
+    eventually("the replacement has greeted a member", Duration::from_secs(10), || async {
+        c.node(0).cluster.stage(StageOp::Replace(NodeId(name(2)), NodeId(name(replacement)))).ok()
+    })
+    .await;
+    c.node(0).cluster.commit().await.expect("commit");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writers.await.expect("writers");
+    let acked = snapshot(&acked);
+    assert!(acked.len() > 100, "the writers kept going: {}", acked.len());
+    settled(&c, &[0, 1, replacement], &acked).await;
+    // A change that would leave fewer than N members is refused.
+    let e = c.node(0).cluster.stage(StageOp::Leave(NodeId(name(1)))).expect_err("fewer than N");
+    assert!(e.to_string().contains("fewer than N"), "{e}");
+    c.stop_all().await;
+}

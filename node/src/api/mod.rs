@@ -3,6 +3,7 @@
 //! Parsing and validation happen here; statuses are decided only by
 //! [`Error::status`](crate::error::Error::status); the work is the coordinator's.
 
+mod layout;
 pub mod params;
 mod response;
 
@@ -62,6 +63,11 @@ async fn route(state: &NodeState, req: Request<Incoming>) -> (&'static str, Resu
             Method::DELETE => ("delete", delete_object(state, req, &bucket, &key).await),
             _ => ("invalid", Err(Error::MethodNotAllowed)),
         };
+    }
+    if let Some(rest) = path.strip_prefix("/v1/admin/layout")
+        && (rest.is_empty() || rest.starts_with('/'))
+    {
+        return ("admin", layout::handle(state, req.method(), rest, req.uri().query()).await);
     }
     match (req.method(), path.as_str()) {
         (&Method::GET, "/v1/health") => match state.cluster.layout() {
