@@ -469,6 +469,30 @@ impl Client {
         Ok(queued.queued)
     }
 
+    /// The cluster layout as one node sees it, with its staged changes and their plan
+    /// (`GET /v1/admin/layout`); with `change`, first stages or commits it (`POST
+    /// /v1/admin/layout/{change}`, e.g. `join?node=node-4`, `commit`, `cancel`). The
+    /// answer is the node's JSON, for operators and the CLI.
+    ///
+    /// # Errors
+    /// As [`Client::ring`], and [`Error::InvalidInput`] for a change the node refuses
+    /// (an unknown node, fewer than N members left, nothing staged).
+    pub async fn layout(&self, change: Option<&str>) -> Result<serde_json::Value, Error> {
+        let (method, path) = match change {
+            Some(c) => (Method::POST, format!("/v1/admin/layout/{c}")),
+            None => (Method::GET, "/v1/admin/layout".to_string()),
+        };
+        let (method, path) = (&method, &path);
+        // Staged changes live on the node they are sent to: always the first one.
+        let first = self.inner.seeds.iter().take(1).cloned().collect();
+        let reply = self
+            .attempts(first, self.timeout(None), |node, left| async move {
+                self.inner.transport.send(&node, method.clone(), path, Vec::new(), Bytes::new(), left).await
+            })
+            .await?;
+        reply.json()
+    }
+
     /// Whether a node answers `GET /v1/health` (the first of the builder's nodes that
     /// answers).
     ///

@@ -60,6 +60,23 @@ impl Cluster {
         }
     }
 
+    /// Starts one more node, seeded with every node's peer address, with `replicas` = N
+    /// and `extra` flags; waits until it is healthy (it has learnt the layout). It is not
+    /// a member until a layout change joins it. Returns its index.
+    pub async fn add_node(&mut self, replicas: usize, extra: &[&str]) -> usize {
+        let i = self.nodes.len();
+        let mut args = vec!["--replicas".to_string(), replicas.to_string()];
+        for n in &self.nodes {
+            args.push("--seed".into());
+            args.push(n.peer.to_string());
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut node = NodeProcess::new(&format!("node-{}", i + 1), self.dir.path(), args);
+        node.start().await;
+        self.nodes.push(node);
+        i
+    }
+
     /// One node on its own (N = 1), with `extra` flags.
     pub async fn single(extra: &[&str]) -> Cluster {
         let dir = tempfile::Builder::new().prefix("quorumkv-test-").tempdir().expect("tempdir");

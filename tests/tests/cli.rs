@@ -251,3 +251,58 @@ async fn a_quorum_failure_exits_4_with_the_failed_replicas() {
     cli(n, &["put", "b", "k", "v", "-r", "one", "-w", "one", "--timeout", "2000"]).ok();
     assert_eq!(cli(n, &["get", "b", "k", "-r", "one", "--raw"]).ok().stdout, b"v");
 }
+
+#[tokio::test]
+async fn an_operator_grows_the_cluster_with_the_layout_commands() {
+    let mut c = Cluster::start(3, 3, &[]).await;
+    let http = quorumkv_tests::Http::new();
+    let first = &c.nodes[0];
+    cli(first, &["put", "grow", "before", "kept"]).ok();
+    let shown = cli(first, &["admin", "layout"]).ok().out();
+    assert!(shown.contains("layout version 1") && shown.contains("nothing staged"), "{shown}");
+
+    let new = c.add_node(3, &[]).await;
+    let first = &c.nodes[0];
+    // A member that is up cannot be removed; an unknown node cannot join.
+    let refused = cli(first, &["admin", "layout", "remove", "node-2"]);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(refused.stderr.contains("use leave"), "{refused:?}");
+    let refused = cli(first, &["admin", "layout", "join", "node-9"]);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(refused.stderr.contains("--seed"), "{refused:?}");
+
+    let staged = cli(first, &["admin", "layout", "join", "node-4"]).ok().out();
+    assert!(staged.contains("join node-4") && staged.contains("partition(s) move"), "{staged}");
+    let plan = cli(first, &["--json", "admin", "layout", "plan"]).ok().json();
+    let moving = plan["plan"]["partitions_moving"].as_u64().expect("moving");
+    assert!(moving > 0 && moving < 64, "{plan}");
+    assert!(
+        plan["plan"]["moves"]
+            .as_array()
+            .expect("moves")
+            .iter()
+            .all(|m| m["to"] == serde_json::json!(["node-4"]))
+    );
+    let committed = cli(first, &["admin", "layout", "commit"]).ok().out();
+    assert!(committed.contains("layout version 2"), "{committed}");
+
+    // Every node takes version 2, and node-4 syncs what it gained.
+    for n in &c.nodes {
+        quorumkv_tests::eventually(
+            &format!("{} is on version 2, synced", n.name),
+            std::time::Duration::from_secs(30),
+            || async {
+                let status = http.get(&n.url("/v1/status")).await.json();
+                let layout = &status["layout"];
+                (layout["version"] == 2 && layout["syncing"].as_array().is_some_and(Vec::is_empty))
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+    let ring = http.get(&c.nodes[new].url("/v1/ring")).await.json();
+    assert_eq!(ring["members"].as_array().expect("members").len(), 4);
+    assert!(cli(&c.nodes[new], &["get", "grow", "before"]).ok().out().trim_end().ends_with("\nkept"));
+    cli(&c.nodes[new], &["put", "grow", "after", "also"]).ok();
+    assert!(cli(&c.nodes[1], &["get", "grow", "after"]).ok().out().trim_end().ends_with("\nalso"));
+}

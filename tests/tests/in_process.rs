@@ -852,3 +852,37 @@ async fn the_cluster_grows_shrinks_and_replaces_nodes_under_load_without_losing_
     assert!(e.to_string().contains("fewer than N"), "{e}");
     c.stop_all().await;
 }
+
+#[tokio::test]
+async fn a_node_that_missed_a_layout_change_still_serves_and_catches_up() {
+    use quorumkv_node::cluster::StageOp;
+    let mut c = InProcess::start(3, 3, |_| {}).await;
+    let new = c.add(|_| {}).await;
+    // node-3 hears nothing from anyone for a while: it misses the gossip of version 2.
+    c.network.partition(&["node-3"], &["node-1", "node-2", "node-4"]);
+    eventually("node-4 greeted a member", Duration::from_secs(10), || async {
+        c.node(0).cluster.stage(StageOp::Join(NodeId(name(new)))).ok()
+    })
+    .await;
+    c.node(0).cluster.commit().await.expect("commit");
+    eventually("node-2 has version 2", Duration::from_secs(10), || async {
+        (c.node(1).cluster.layout()?.version() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(c.node(2).cluster.layout().expect("a layout").version(), 1, "node-3 missed it");
+    c.network.heal();
+    // Writes through the node on the old version, and through the others, succeed.
+    for k in 0..20 {
+        c.put(2, &format!("o{k}"), "old-view", 2, true, &none()).await.expect("through node-3");
+        c.put(k % 2, &format!("n{k}"), "new-view", 2, true, &none()).await.expect("through node-1/2");
+    }
+    eventually("node-3 takes version 2", Duration::from_secs(10), || async {
+        (c.node(2).cluster.layout()?.version() == 2).then_some(())
+    })
+    .await;
+    settled(&c, &[0, 1, 2, new], &[]).await;
+    for k in 0..20 {
+        assert_eq!(values(c.get(new, &format!("o{k}"), 2).await.expect("read").as_ref()), ["old-view"]);
+    }
+    c.stop_all().await;
+}

@@ -115,7 +115,33 @@ enum Command {
 }
 
 #[derive(Subcommand, Debug)]
+enum LayoutCommand {
+    /// The layout in force, the staged changes and the plan (the default).
+    Show,
+    /// Stage: a running node (started with --seed of a member) becomes a member.
+    Join { node: String },
+    /// Stage: a member hands everything off and leaves (stop it once status says it may).
+    Leave { node: String },
+    /// Stage: a dead member is dropped; its partitions are rebuilt from the others.
+    Remove { node: String },
+    /// Stage: a new node takes a dead member's place (exactly its partitions move).
+    Replace { old: String, new: String },
+    /// Show every partition the staged changes would move.
+    Plan,
+    /// Make the staged changes the next layout version.
+    Commit,
+    /// Drop the staged changes.
+    Cancel,
+}
+
+#[derive(Subcommand, Debug)]
 enum AdminCommand {
+    /// The cluster layout: show it, stage join/leave/remove/replace, plan, commit, cancel.
+    /// Staged changes live on the node they were sent to (the first --node).
+    Layout {
+        #[command(subcommand)]
+        command: Option<LayoutCommand>,
+    },
     /// Run an anti-entropy exchange on the node now, for one partition or all it holds
     /// (normally it runs by itself every aae_interval_ms).
     AntiEntropy {
@@ -350,6 +376,7 @@ async fn execute(cli: Cli) -> Result<Vec<u8>, CliError> {
         Command::Delete(args) => delete(&client, args, g.json).await,
         Command::Status => status(&client, g.json).await,
         Command::Ring(args) => ring(&client, args, g.json).await,
+        Command::Admin(AdminCommand::Layout { command }) => layout(&client, command, g.json).await,
         Command::Admin(AdminCommand::AntiEntropy { partition }) => {
             let queued = client
                 .trigger_anti_entropy(partition)
@@ -362,6 +389,89 @@ async fn execute(cli: Cli) -> Result<Vec<u8>, CliError> {
             })
         }
     }
+}
+
+async fn layout(client: &Client, command: Option<LayoutCommand>, as_json: bool) -> Result<Vec<u8>, CliError> {
+    let enc =
+        |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let change = match &command {
+        None | Some(LayoutCommand::Show | LayoutCommand::Plan) => None,
+        Some(LayoutCommand::Join { node }) => Some(format!("join?node={}", enc(node))),
+        Some(LayoutCommand::Leave { node }) => Some(format!("leave?node={}", enc(node))),
+        Some(LayoutCommand::Remove { node }) => Some(format!("remove?node={}", enc(node))),
+        Some(LayoutCommand::Replace { old, new }) => {
+            Some(format!("replace?old={}&new={}", enc(old), enc(new)))
+        }
+        Some(LayoutCommand::Commit) => Some("commit".to_string()),
+        Some(LayoutCommand::Cancel) => Some("cancel".to_string()),
+    };
+    let v = client.layout(change.as_deref()).await.map_err(|e| CliError::from_error(e, "layout"))?;
+    if as_json {
+        return Ok(pretty(&v));
+    }
+    if let Some(version) = v["committed"].as_u64() {
+        return Ok(format!("committed: layout version {version}\n").into_bytes());
+    }
+    let names = |a: &Json| -> String {
+        a.as_array()
+            .map(|a| a.iter().filter_map(Json::as_str).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default()
+    };
+    let mut out = format!(
+        "layout version {} · N={} · members: {}\n",
+        v["version"],
+        v["replicas"],
+        names(&v["members"])
+    );
+    let staged = v["staged"].as_array().cloned().unwrap_or_default();
+    if staged.is_empty() {
+        out.push_str("nothing staged\n");
+    } else {
+        out.push_str("staged:\n");
+        for c in &staged {
+            let who = match c["op"].as_str() {
+                Some("replace") => format!(
+                    "{} -> {}",
+                    c["old"].as_str().unwrap_or(""),
+                    c["new"]["node_id"].as_str().unwrap_or("")
+                ),
+                Some("join") => c["node"]["node_id"].as_str().unwrap_or("").to_string(),
+                _ => c["node"].as_str().unwrap_or("").to_string(),
+            };
+            out.push_str(&format!("  {} {who}\n", c["op"].as_str().unwrap_or("?")));
+        }
+    }
+    let plan = &v["plan"];
+    if !plan.is_null() {
+        out.push_str(&format!(
+            "plan: version {} · members: {} · {} partition(s) move\n",
+            plan["version"],
+            names(&plan["members"]),
+            plan["partitions_moving"]
+        ));
+        if matches!(command, Some(LayoutCommand::Plan)) {
+            out.push_str("PARTITION  FROM        TO          KEYS  BYTES\n");
+            for m in plan["moves"].as_array().cloned().unwrap_or_default() {
+                let num = |x: &Json| x.as_u64().map_or("?".to_string(), |n| n.to_string());
+                out.push_str(&format!(
+                    "{:<9}  {:<10}  {:<10}  {:>4}  {:>5}\n",
+                    m["partition"],
+                    names(&m["from"]),
+                    names(&m["to"]),
+                    num(&m["keys"]),
+                    num(&m["bytes"])
+                ));
+            }
+            out.push_str(
+                "(keys and bytes as the node asked holds them; ? where it holds none of the partition)\n",
+            );
+        } else {
+            out.push_str(
+                "`quorumkv admin layout plan` lists them; `quorumkv admin layout commit` applies them\n",
+            );
+        }
+    }
+    Ok(out.into_bytes())
 }
 
 fn pretty(v: &Json) -> Vec<u8> {
