@@ -487,6 +487,21 @@ impl Cluster {
                 return Ok(());
             }
         }
+        // Partitions this node replicates now and did not before must be synced from
+        // their other replicas before it answers reads of them.
+        if let Some(before) = self.layout() {
+            let me = &self.me.node_id;
+            let had: std::collections::BTreeSet<u32> = before.ring().partitions_of(me).into_iter().collect();
+            let gained: Vec<u32> =
+                layout.ring().partitions_of(me).into_iter().filter(|p| !had.contains(p)).collect();
+            if !gained.is_empty() {
+                tracing::info!(
+                    partitions = gained.len(),
+                    "partitions gained with the new layout: syncing them"
+                );
+                self.mark_syncing(gained).await?;
+            }
+        }
         self.local.meta_put(LAYOUT_META, layout.encode()).await?;
         tracing::info!(
             version = layout.version(),

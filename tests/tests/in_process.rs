@@ -886,3 +886,47 @@ async fn a_node_that_missed_a_layout_change_still_serves_and_catches_up() {
     }
     c.stop_all().await;
 }
+
+#[tokio::test]
+async fn a_transfer_interrupted_by_a_restart_resumes_where_it_was() {
+    use quorumkv_node::cluster::StageOp;
+    let mut c = InProcess::start(3, 3, |cfg| cfg.aae_interval_ms = 3_600_000).await;
+    let mut acked = Vec::new();
+    for k in 0..600 {
+        let (key, value) = (format!("r{k}"), format!("v{k}"));
+        c.put(k % 3, &key, &value, 3, false, &none()).await.expect("w=3");
+        acked.push((key, value));
+    }
+    let new = c.add(|_| {}).await;
+    // Slow links to the new node, so its transfer takes a while.
+    for i in 0..3 {
+        c.network.delay(&name(i), &name(new), Duration::from_millis(15));
+    }
+    eventually("node-4 greeted a member", Duration::from_secs(10), || async {
+        c.node(0).cluster.stage(StageOp::Join(NodeId(name(new)))).ok()
+    })
+    .await;
+    c.node(0).cluster.commit().await.expect("commit");
+    let gained = eventually("node-4 starts syncing", Duration::from_secs(10), || async {
+        Some(c.node(new).cluster.syncing()).filter(|s| !s.is_empty())
+    })
+    .await;
+    eventually("part of the transfer is done", Duration::from_secs(30), || async {
+        let left = c.node(new).cluster.syncing().len();
+        (left > 0 && left < gained.len()).then_some(())
+    })
+    .await;
+    c.stop(new).await;
+    c.restart(new).await;
+    let left = c.node(new).cluster.syncing();
+    assert!(
+        !left.is_empty() && left.len() < gained.len(),
+        "resumed with {} of {} left",
+        left.len(),
+        gained.len()
+    );
+    assert!(left.iter().all(|p| gained.contains(p)), "only partitions it gained");
+    c.network.heal();
+    settled(&c, &[0, 1, 2, new], &acked).await;
+    c.stop_all().await;
+}
