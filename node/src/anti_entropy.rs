@@ -182,16 +182,26 @@ impl AntiEntropy {
     /// Exchanges `partition` with every other primary that is up, then reaps what can be.
     async fn sync_partition(&self, partition: u32) -> Result<(), Error> {
         let ring = self.cluster.ring()?;
+        // The partition's other replicas in the layout in force; while it moves, the
+        // previous layout's replicas take part too when they are up (a dead one being
+        // removed or replaced never will). Syncing completes with the former: with one
+        // replica changed per partition, every acknowledged write is on one of them.
         let peers: Vec<NodeId> =
             ring.primaries(partition).iter().filter(|n| !self.cluster.is_me(n)).cloned().collect();
+        let old_peers: Vec<NodeId> = self
+            .cluster
+            .previous_primaries(partition)
+            .into_iter()
+            .filter(|n| !self.cluster.is_me(n) && !peers.contains(n))
+            .collect();
         let mut repaired = 0u64;
         let mut bytes = 0u64;
         let mut in_sync = true;
         // One peer failing (unreachable before the detector says so) does not stop the
         // exchanges with the others, nor the worker: it is recorded, and this partition
-        // is not reaped this time.
+        // is not reaped (nor counted as synced) this time.
         let mut all_exchanged = true;
-        for peer in peers.iter().filter(|p| self.cluster.is_up(p)) {
+        for peer in peers.iter().chain(old_peers.iter()).filter(|p| self.cluster.is_up(p)) {
             match self.exchange(partition, peer).await {
                 Ok(outcome) => {
                     repaired += outcome.repaired;
@@ -201,7 +211,7 @@ impl AntiEntropy {
                 Err(e) => {
                     tracing::debug!(partition, peer = %peer, error = %e, "exchange failed");
                     self.state().last_error = Some(format!("partition {partition} with {peer}: {e}"));
-                    all_exchanged = false;
+                    all_exchanged &= !peers.contains(peer);
                     in_sync = false;
                 }
             }
@@ -211,9 +221,12 @@ impl AntiEntropy {
             self.cluster.synced(partition).await?;
         }
         let leader = ring.primaries(partition).first().is_some_and(|n| self.cluster.is_me(n));
+        // No reaping while the partition moves: every replica of every live layout
+        // version must hold a tombstone first.
         if leader
             && all_up
             && all_exchanged
+            && !self.cluster.is_moving(partition)
             && ring.primaries(partition).len() == ring.params().replicas.min(ring.members().len())
         {
             bytes += self.reap(partition, &peers).await?;
@@ -371,7 +384,7 @@ impl AntiEntropy {
             _ => return Err(Error::Internal("not an anti-entropy request".into())),
         };
         let ring = self.cluster.ring()?;
-        if !ring.primaries(partition).iter().any(|n| self.cluster.is_me(n)) {
+        if !self.cluster.owns(partition) {
             return Err(Error::bad(
                 "not_a_replica",
                 format!("partition {partition} has no replica here under layout version {}", ring.version()),

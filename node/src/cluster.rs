@@ -37,6 +37,8 @@ pub enum StageOp {
 
 /// Where the layout is stored.
 const LAYOUT_META: &str = "layout";
+/// Where the previous layout is stored while it is live (empty once retired).
+const PREVIOUS_META: &str = "layout-previous";
 /// Where the partitions still to sync are stored.
 const SYNCING_META: &str = "syncing";
 
@@ -83,6 +85,11 @@ pub struct DetectorConfig {
 struct Current {
     layout: Arc<Layout>,
     ring: Arc<Ring>,
+    /// The version before, still live while partitions move: its replicas keep taking
+    /// writes and serve reads of the moving partitions until every new owner has synced.
+    previous: Option<Arc<Layout>>,
+    /// The partitions whose replica sets differ between `previous` and `layout`.
+    moving: Arc<std::collections::BTreeSet<u32>>,
 }
 
 #[derive(Debug)]
@@ -100,6 +107,8 @@ pub struct Cluster {
     met: Mutex<BTreeMap<String, MemberInfo>>,
     /// A peer holding another layout of our version.
     conflict: Mutex<Option<String>>,
+    /// The layout version each peer last said it has fully synced.
+    peer_synced: Mutex<BTreeMap<NodeId, u64>>,
     /// Every node that greeted us or answered our greeting, by id: who can be joined.
     seen: Mutex<BTreeMap<NodeId, MemberInfo>>,
     /// Operator changes waiting for a commit (kept by the node the operator talks to).
@@ -146,6 +155,7 @@ impl Cluster {
             met: Mutex::default(),
             conflict: Mutex::default(),
             seen: Mutex::default(),
+            peer_synced: Mutex::default(),
             staged: Mutex::default(),
             syncing: Mutex::default(),
             version: tokio::sync::watch::Sender::new(0),
@@ -162,7 +172,11 @@ impl Cluster {
         }
         if let Some(layout) = stored {
             tracing::info!(version = layout.version(), "loaded the stored cluster layout");
-            cluster.install(layout);
+            let previous = match cluster.local.meta_get(PREVIOUS_META).await? {
+                Some(bytes) if !bytes.is_empty() => Layout::decode(&bytes).ok().map(Arc::new),
+                _ => None,
+            };
+            cluster.install(layout, previous);
         } else if cluster.seeds.is_empty() {
             // A node on its own is a cluster of one from its first start.
             let layout = Layout::first(params, std::slice::from_ref(&cluster.me))?;
@@ -195,6 +209,90 @@ impl Cluster {
     /// The layout in force, if this node has one yet.
     pub fn layout(&self) -> Option<Arc<Layout>> {
         self.read_current().as_ref().map(|c| c.layout.clone())
+    }
+
+    /// The previous layout's ring, while partitions move from it.
+    pub fn previous_ring(&self) -> Option<Arc<Ring>> {
+        self.read_current().as_ref()?.previous.as_ref().map(|p| Arc::new(p.ring().clone()))
+    }
+
+    /// The previous layout's version, while it is live.
+    pub fn previous_version(&self) -> Option<u64> {
+        self.read_current().as_ref()?.previous.as_ref().map(|p| p.version())
+    }
+
+    /// Whether `partition` is moving between the previous layout and this one.
+    pub fn is_moving(&self, partition: u32) -> bool {
+        self.read_current().as_ref().is_some_and(|c| c.moving.contains(&partition))
+    }
+
+    /// The replicas of a moving partition under the previous layout (empty otherwise).
+    pub fn previous_primaries(&self, partition: u32) -> Vec<NodeId> {
+        let current = self.read_current();
+        match current.as_ref() {
+            Some(c) if c.moving.contains(&partition) => {
+                c.previous.as_ref().map(|p| p.ring().primaries(partition).to_vec()).unwrap_or_default()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether this node is a replica of `partition` in a live layout version (the one in
+    /// force, or the previous one while the partition moves).
+    pub fn owns(&self, partition: u32) -> bool {
+        let current = self.read_current();
+        let Some(c) = current.as_ref() else { return false };
+        let me = &self.me.node_id;
+        c.ring.primaries(partition).contains(me)
+            || (c.moving.contains(&partition)
+                && c.previous.as_ref().is_some_and(|p| p.ring().primaries(partition).contains(me)))
+    }
+
+    /// The highest layout version this node has finished syncing.
+    pub fn synced_version(&self) -> u64 {
+        let current = self.read_current();
+        let Some(c) = current.as_ref() else { return 0 };
+        if self.syncing.lock().unwrap_or_else(PoisonError::into_inner).is_empty() {
+            c.layout.version()
+        } else {
+            c.previous.as_ref().map_or(0, |p| p.version())
+        }
+    }
+
+    /// Drops the previous layout once every member of the one in force has synced it.
+    async fn maybe_retire(&self) {
+        let (version, members) = {
+            let current = self.read_current();
+            let Some(c) = current.as_ref() else { return };
+            if c.previous.is_none() {
+                return;
+            }
+            (c.layout.version(), c.layout.ring().members().to_vec())
+        };
+        let synced = self.peer_synced.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let all = members.iter().all(|m| {
+            if self.is_me(m) {
+                self.synced_version() >= version
+            } else {
+                synced.get(m).is_some_and(|v| *v >= version)
+            }
+        });
+        if !all {
+            return;
+        }
+        let _one_at_a_time = self.adopting.lock().await;
+        if let Err(e) = self.local.meta_put(PREVIOUS_META, Vec::new()).await {
+            tracing::error!(error = %e, "cannot retire the previous layout");
+            return;
+        }
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = current.as_mut().filter(|c| c.layout.version() == version) {
+            tracing::info!(version, "every new owner has synced: the previous layout is retired");
+            c.previous = None;
+            c.moving = Arc::default();
+        }
+        drop(current);
+        self.version.send_modify(|_| {});
     }
 
     /// The ring of the layout in force (cheap: an `Arc` clone).
@@ -276,13 +374,19 @@ impl Cluster {
     }
 
     /// Makes `layout` the one in force, in memory (it is stored already).
-    fn install(&self, layout: Layout) {
+    fn install(&self, layout: Layout, previous: Option<Arc<Layout>>) {
         let layout = Arc::new(layout);
         let ring = Arc::new(layout.ring().clone());
+        let moving: std::collections::BTreeSet<u32> = previous
+            .as_ref()
+            .map(|p| p.ring().diff(layout.ring()).into_iter().map(|c| c.partition).collect())
+            .unwrap_or_default();
         {
             let mut members = self.members.write().unwrap_or_else(PoisonError::into_inner);
-            members.retain(|id, _| layout.is_member(id));
-            for (id, addrs) in layout.addresses() {
+            members
+                .retain(|id, _| layout.is_member(id) || previous.as_ref().is_some_and(|p| p.is_member(id)));
+            let all = layout.addresses().iter().chain(previous.iter().flat_map(|p| p.addresses().iter()));
+            for (id, addrs) in all {
                 if self.is_me(id) || members.contains_key(id) {
                     continue;
                 }
@@ -296,7 +400,9 @@ impl Cluster {
             }
         }
         let version = layout.version();
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(Current { layout, ring });
+        let moving = Arc::new(moving);
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) =
+            Some(Current { layout, ring, previous, moving });
         self.version.send_replace(version);
     }
 
@@ -509,7 +615,12 @@ impl Cluster {
             "cluster layout in force"
         );
         self.metrics.layout_version.set(layout.version() as i64);
-        self.install(layout);
+        // The layout being replaced stays live until the partitions that move have
+        // synced on their new owners.
+        let previous = self.layout().filter(|before| !before.ring().diff(layout.ring()).is_empty());
+        let stored_previous = previous.as_ref().map(|p| p.encode()).unwrap_or_default();
+        self.local.meta_put(PREVIOUS_META, stored_previous).await?;
+        self.install(layout, previous);
         Ok(())
     }
 
@@ -532,12 +643,20 @@ impl Cluster {
     ///
     /// # Errors
     /// Mismatched parameters or a layout conflict.
-    pub async fn receive_hello(&self, from: MemberInfo, layout: Option<Layout>) -> Result<(), Error> {
+    pub async fn receive_hello(
+        &self,
+        from: MemberInfo,
+        layout: Option<Layout>,
+        synced: u64,
+    ) -> Result<(), Error> {
         self.met(&from, None);
-        match layout {
+        self.peer_synced.lock().unwrap_or_else(PoisonError::into_inner).insert(from.node_id.clone(), synced);
+        let offered = match layout {
             Some(l) => self.offer(l).await,
             None => Ok(()),
-        }
+        };
+        self.maybe_retire().await;
+        offered
     }
 
     fn hello(&self) -> Request {
@@ -545,6 +664,7 @@ impl Cluster {
             from: self.me.clone(),
             params: self.params,
             layout: self.layout().map(|l| (*l).clone()),
+            synced: self.synced_version(),
         }
     }
 
@@ -554,6 +674,7 @@ impl Cluster {
             from: self.me.clone(),
             params: self.params,
             layout: self.layout().map(|l| (*l).clone()),
+            synced: self.synced_version(),
         }
     }
 
@@ -576,10 +697,15 @@ impl Cluster {
                 (addr.clone(), self.peers.call(&addr, hello, deadline).await)
             }
         });
-        for (addr, result) in futures_util::future::join_all(calls).await {
+        let answers = futures_util::future::join_all(calls).await;
+        for (addr, result) in answers {
             match result {
-                Ok(Response::Hello { from, layout, .. }) => {
+                Ok(Response::Hello { from, layout, synced, .. }) => {
                     self.met(&from, Some(&addr));
+                    self.peer_synced
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(from.node_id.clone(), synced);
                     if let Some(layout) = layout
                         && let Err(e) = self.offer(layout).await
                     {
@@ -623,6 +749,7 @@ impl Cluster {
         loop {
             self.greet_all().await;
             self.maybe_bootstrap().await;
+            self.maybe_retire().await;
             let pause =
                 if self.layout().is_some() { Duration::from_secs(2) } else { Duration::from_millis(200) };
             tokio::select! {
@@ -730,6 +857,8 @@ impl Cluster {
                 "member": l.is_member(&self.me.node_id),
                 "conflict": conflict,
                 "syncing": self.syncing(),
+                "previous_version": self.previous_version(),
+                "moving": self.read_current().as_ref().map_or(0, |c| c.moving.len()),
             }),
         }
     }

@@ -130,7 +130,12 @@ impl Coordinator {
     #[tracing::instrument(level = "debug", skip(self, key), fields(partition = key.partition(), key_len = key.key().len(), r = opts.r))]
     pub async fn get(&self, key: Key, opts: ReadOptions) -> Result<Option<Object>, Error> {
         let deadline = Instant::now() + opts.timeout;
-        let ring = self.cluster().ring()?;
+        // While the partition moves, reads go to the previous layout's replicas, which
+        // hold everything (and take every write) until the new owners have synced.
+        let ring = match self.cluster().previous_ring() {
+            Some(old) if self.cluster().is_moving(key.partition()) => old,
+            _ => self.cluster().ring()?,
+        };
         let targets = self.read_targets(&ring, key.partition());
         let call = ReplicaCall::Get { key: key.clone() };
         let mut reads =
@@ -198,23 +203,57 @@ impl Coordinator {
         };
         self.check_siblings(&key, &object);
 
+        let shared = SharedObject::new(object);
+        let me_acked = (self.identity.node_id.clone(), durable);
+        // While the partition moves, the previous layout's replicas take the write first
+        // and `w` of them must acknowledge it; then `w` of the new ones (those in both
+        // count once), so reads from either replica set see it.
+        let mut acked = vec![me_acked];
+        if self.cluster().is_moving(key.partition())
+            && let Some(old) = self.cluster().previous_ring()
+        {
+            acked = self.copy_to(&old, &key, &shared, opts, &acked, deadline).await?;
+        }
         let ring = self.cluster().ring()?;
+        self.copy_to(&ring, &key, &shared, opts, &acked, deadline).await?;
+        Ok(shared.object().clone())
+    }
+
+    /// Sends a stamped write to the replicas of its key under `ring` that have not
+    /// acknowledged it yet (`acked`, by owner), waiting for `w` acknowledgements among
+    /// them, `dw` durable. Returns every owner that acknowledged, those of `acked` too.
+    async fn copy_to(
+        &self,
+        ring: &Ring,
+        key: &Key,
+        shared: &SharedObject,
+        opts: WriteOptions,
+        acked: &[(NodeId, bool)],
+        deadline: Instant,
+    ) -> Result<Vec<(NodeId, bool)>, Error> {
         let n = ring.replicas();
         let pref = ring.preference_list(key.partition());
-        let others: Vec<NodeId> = pref[..n].iter().filter(|p| !self.cluster().is_me(p)).cloned().collect();
+        let replicas = &pref[..n];
+        let done: Vec<Answer> = acked
+            .iter()
+            .filter(|(owner, _)| replicas.contains(owner))
+            .map(|(_, durable)| if *durable { Answer::DurableAck } else { Answer::Ack })
+            .collect();
+        let others: Vec<NodeId> =
+            replicas.iter().filter(|p| !acked.iter().any(|(a, _)| a == *p)).cloned().collect();
         let spares: Vec<NodeId> = if opts.sloppy {
             pref[n..].iter().filter(|f| self.cluster().is_up(f)).cloned().collect()
         } else {
             vec![]
         };
-        let own = if durable { Answer::DurableAck } else { Answer::Ack };
-        let shared = SharedObject::new(object);
-        let call = merge_call(key.clone(), shared.clone(), durable);
+        let call = merge_call(key.clone(), shared.clone(), opts.dw > 0);
         let rule = Rule::write(opts.w, opts.dw);
-        let mut copies = self.replicas.fan_out(&others, call, rule, spares, &[own], true, deadline);
+        let mut copies = self.replicas.fan_out(&others, call, rule, spares, &done, true, deadline);
         let verdict = copies.settle().await;
         let failed =
             (verdict == Verdict::Failed).then(|| (copies.shortfall(), std::mem::take(&mut copies.failures)));
+        let mut all: Vec<(NodeId, bool)> = acked.to_vec();
+        all.extend(copies.acked.iter().cloned());
         // Copies still in flight finish in the background (dropping them would cancel
         // them); every copy that fails there, or found no taker, is kept here as a hint.
         // A write whose copies all landed spawns nothing.
@@ -222,7 +261,7 @@ impl Coordinator {
             let hints = self.keep_hints.then(|| Hinter {
                 local: self.local().clone(),
                 metrics: self.metrics.clone(),
-                key,
+                key: key.clone(),
                 object: shared.clone(),
             });
             self.background.spawn(async move {
@@ -235,7 +274,7 @@ impl Coordinator {
         if let Some(((required, succeeded), failures)) = failed {
             return Err(self.quorum_failed("put", required, succeeded, failures));
         }
-        Ok(shared.object().clone())
+        Ok(all)
     }
 
     /// Sends a write to a primary of its key, healthy ones first, trying the next one if

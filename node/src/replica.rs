@@ -58,7 +58,7 @@ impl Replicas {
             Err(e) => return ReplicaAnswer::Failed((&e).into()),
         };
         let primaries = ring.primaries(call.key().partition());
-        let owner = primaries.iter().any(|n| self.cluster.is_me(n));
+        let owner = self.cluster.owns(call.key().partition());
         let answer = match call {
             // A partition this node gained and has not synced yet: what it holds may be
             // missing versions, so it does not answer for it (the other replicas do).
@@ -180,6 +180,7 @@ impl Replicas {
             answers: Vec::new(),
             failures: Vec::new(),
             missed: Vec::new(),
+            acked: Vec::new(),
         };
         for owner in owners {
             if !skip_down || self.cluster.is_up(owner) {
@@ -215,6 +216,8 @@ pub struct Fanout {
     pub failures: Vec<(String, String)>,
     /// Replicas whose copy no node took (for a write: to keep as hints).
     pub missed: Vec<NodeId>,
+    /// For a write: the replicas (owners) whose copy was acknowledged, and whether durably.
+    pub acked: Vec<(NodeId, bool)>,
 }
 
 impl std::fmt::Debug for Fanout {
@@ -273,6 +276,9 @@ impl Fanout {
             }
         };
         self.tally.record(answer);
+        if let Ok(ReplicaAnswer::Merged { durable }) = &reply.result {
+            self.acked.push((reply.owner.clone(), *durable));
+        }
         if let Ok(a) = reply.result {
             self.answers.push((reply.node, a));
         }

@@ -108,9 +108,9 @@ async fn serve_replica(state: &NodeState, call: ReplicaCall) -> ReplicaAnswer {
 async fn serve_one(state: &NodeState, request: Request) -> Result<Response, Error> {
     let cluster = &state.cluster;
     match request {
-        Request::Hello { from, layout, .. } => {
+        Request::Hello { from, layout, synced, .. } => {
             let peer = from.node_id.clone();
-            cluster.receive_hello(from, layout).await.inspect_err(|e| {
+            cluster.receive_hello(from, layout, synced).await.inspect_err(|e| {
                 tracing::warn!(peer = %peer, error = %e, "refusing a peer's layout");
             })?;
             Ok(cluster.hello_reply())
@@ -151,9 +151,8 @@ async fn serve_one(state: &NodeState, request: Request) -> Result<Response, Erro
             // Versions of keys this node does not replicate under its layout (hints
             // meant for an older layout, say) are kept for their owners instead.
             let ring = cluster.ring()?;
-            let (mine, theirs): (Vec<_>, Vec<_>) = items
-                .into_iter()
-                .partition(|i| ring.primaries(i.key.partition()).iter().any(|n| cluster.is_me(n)));
+            let (mine, theirs): (Vec<_>, Vec<_>) =
+                items.into_iter().partition(|i| cluster.owns(i.key.partition()));
             let local = state.replicas.local();
             for item in theirs {
                 state.metrics.not_owner_answers.inc();

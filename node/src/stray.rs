@@ -28,6 +28,8 @@ pub struct StrayCleanup {
     interval: Duration,
     /// The layout version of the last sweep (0: none yet).
     swept_version: AtomicU64,
+    /// Whether a previous layout was still live at the last sweep.
+    swept_during_move: std::sync::atomic::AtomicBool,
     last_sweep: Mutex<Option<Instant>>,
     moved: AtomicU64,
 }
@@ -51,6 +53,7 @@ impl StrayCleanup {
             metrics,
             interval,
             swept_version: AtomicU64::new(0),
+            swept_during_move: std::sync::atomic::AtomicBool::new(false),
             last_sweep: Mutex::new(None),
             moved: AtomicU64::new(0),
         }
@@ -63,7 +66,9 @@ impl StrayCleanup {
         let mut moved = 0;
         for partition in 0..ring.params().partitions {
             let owners = ring.primaries(partition);
-            if owners.contains(&me) {
+            // A replica in a live layout version (the previous one, while the partition
+            // moves) keeps its data until that version is retired.
+            if owners.contains(&me) || self.cluster.owns(partition) {
                 continue;
             }
             moved += self.local.move_strays(partition, owners.to_vec()).await? as u64;
@@ -78,6 +83,7 @@ impl StrayCleanup {
         self.moved.fetch_add(moved, Ordering::Relaxed);
         self.metrics.stray_keys_moved.inc_by(moved);
         self.swept_version.store(ring.version(), Ordering::Relaxed);
+        self.swept_during_move.store(self.cluster.previous_version().is_some(), Ordering::Relaxed);
         *self.last_sweep.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         Ok(moved)
     }
@@ -97,7 +103,11 @@ impl Worker for StrayCleanup {
 
     async fn work(&self) -> Result<WorkState, Error> {
         let Some(layout) = self.cluster.layout() else { return Ok(WorkState::Idle) };
-        let changed = layout.version() != self.swept_version.load(Ordering::Relaxed);
+        // Again after a layout change, and after the previous layout is retired (what
+        // its replicas kept while the partitions moved is stray from then on).
+        let retired =
+            self.swept_during_move.load(Ordering::Relaxed) && self.cluster.previous_version().is_none();
+        let changed = layout.version() != self.swept_version.load(Ordering::Relaxed) || retired;
         let due = self
             .last_sweep
             .lock()

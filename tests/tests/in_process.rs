@@ -730,7 +730,13 @@ async fn settled(c: &InProcess, running: &[usize], acked: &[(String, String)]) {
             c.node(i).anti_entropy.trigger(None);
         }
         for &i in running {
-            if !c.node(i).cluster.syncing().is_empty() || c.hints_pending(i) > 0 || strays(c, i).await > 0 {
+            let cluster = &c.node(i).cluster;
+            if !cluster.syncing().is_empty() || cluster.previous_version().is_some() {
+                return None;
+            }
+        }
+        for &i in running {
+            if c.hints_pending(i) > 0 || strays(c, i).await > 0 {
                 return None;
             }
         }
@@ -928,5 +934,69 @@ async fn a_transfer_interrupted_by_a_restart_resumes_where_it_was() {
     assert!(left.iter().all(|p| gained.contains(p)), "only partitions it gained");
     c.network.heal();
     settled(&c, &[0, 1, 2, new], &acked).await;
+    c.stop_all().await;
+}
+
+#[tokio::test]
+async fn while_a_partition_moves_writes_reach_both_replica_sets_and_reads_the_old_one() {
+    use quorumkv_node::cluster::StageOp;
+    let mut c = InProcess::start(3, 3, |cfg| cfg.aae_interval_ms = 3_600_000).await;
+    for k in 0..300 {
+        c.put(k % 3, &format!("p{k}"), "before", 3, false, &none()).await.expect("w=3");
+    }
+    let new = c.add(|_| {}).await;
+    // Slow links to the new node: its transfer takes a while, and we work meanwhile.
+    for i in 0..3 {
+        c.network.delay(&name(i), &name(new), Duration::from_millis(15));
+    }
+    eventually("node-4 greeted a member", Duration::from_secs(10), || async {
+        c.node(0).cluster.stage(StageOp::Join(NodeId(name(new)))).ok()
+    })
+    .await;
+    c.node(0).cluster.commit().await.expect("commit");
+    eventually("every node sees the move", Duration::from_secs(10), || async {
+        (0..=new).all(|i| c.node(i).cluster.previous_version() == Some(1)).then_some(())
+    })
+    .await;
+    let old = c.node(0).cluster.previous_ring().expect("the previous layout is live");
+    let current = c.node(0).cluster.ring().expect("a layout");
+    let moving: Vec<u32> = (0..64).filter(|p| c.node(0).cluster.is_moving(*p)).collect();
+    assert!(!moving.is_empty());
+    let mut checked = 0;
+    for k in 0..300 {
+        let key = format!("p{k}");
+        let p = c.key("b", &key).partition();
+        if !moving.contains(&p) || !c.node(new).cluster.is_syncing(p) {
+            continue;
+        }
+        // A read of a moving partition is answered by the old replicas.
+        assert_eq!(values(c.get(1, &key, 2).await.expect("read during the move").as_ref()), ["before"]);
+        // A write is acknowledged by w=2 of the old replicas and w=2 of the new ones.
+        let coordinator = index_of(&current.primaries(p)[0]);
+        c.put(coordinator, &key, "during", 2, false, &none()).await.expect("w=2 in both sets");
+        let mut in_old = 0;
+        for n in old.primaries(p) {
+            in_old += usize::from(
+                values(c.local(index_of(n), &key).await.as_ref()).contains(&"during".to_string()),
+            );
+        }
+        let mut in_new = 0;
+        for n in current.primaries(p) {
+            in_new += usize::from(
+                values(c.local(index_of(n), &key).await.as_ref()).contains(&"during".to_string()),
+            );
+        }
+        assert!(in_old >= 2 && in_new >= 2, "{key}: {in_old} old and {in_new} new replicas hold it");
+        checked += 1;
+        if checked == 10 {
+            break;
+        }
+    }
+    assert!(checked > 0, "some keys were written while their partition moved");
+    c.network.heal();
+    settled(&c, &[0, 1, 2, new], &[]).await;
+    for i in 0..=new {
+        assert_eq!(c.node(i).cluster.previous_version(), None, "version 1 is retired on {}", name(i));
+    }
     c.stop_all().await;
 }

@@ -138,7 +138,9 @@ pub enum Request {
     /// length and order.
     Batch(Vec<ReplicaCall>),
     /// Introduces the sender, with its cluster layout (gossip: the higher version wins).
-    Hello { from: MemberInfo, params: ClusterParams, layout: Option<Layout> },
+    /// `synced`: the highest layout version the sender has finished syncing (the previous
+    /// layout is retired once every member has synced the current one).
+    Hello { from: MemberInfo, params: ClusterParams, layout: Option<Layout>, synced: u64 },
     /// Hints delivered to the replica they were kept for: merged into its data, fsynced,
     /// then acknowledged as a whole.
     MergeBatch { items: Vec<Item> },
@@ -190,6 +192,7 @@ pub enum Response {
         from: MemberInfo,
         params: ClusterParams,
         layout: Option<Layout>,
+        synced: u64,
     },
     /// Anti-entropy answers; `ready` is false while the replica rebuilds its trees.
     Tree {
