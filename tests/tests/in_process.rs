@@ -893,9 +893,24 @@ async fn a_node_that_missed_a_layout_change_still_serves_and_catches_up() {
     c.stop_all().await;
 }
 
+/// Starts a new node, slows every link to it (so its transfer takes a while), joins it
+/// through node-1 and commits; returns its index.
+async fn join_over_slow_links(c: &mut InProcess) -> usize {
+    use quorumkv_node::cluster::StageOp;
+    let new = c.add(|_| {}).await;
+    for i in 0..new {
+        c.network.delay(&name(i), &name(new), Duration::from_millis(15));
+    }
+    eventually("the new node greeted a member", Duration::from_secs(10), || async {
+        c.node(0).cluster.stage(StageOp::Join(NodeId(name(new)))).ok()
+    })
+    .await;
+    c.node(0).cluster.commit().await.expect("commit");
+    new
+}
+
 #[tokio::test]
 async fn a_transfer_interrupted_by_a_restart_resumes_where_it_was() {
-    use quorumkv_node::cluster::StageOp;
     let mut c = InProcess::start(3, 3, |cfg| cfg.aae_interval_ms = 3_600_000).await;
     let mut acked = Vec::new();
     for k in 0..600 {
@@ -903,16 +918,7 @@ async fn a_transfer_interrupted_by_a_restart_resumes_where_it_was() {
         c.put(k % 3, &key, &value, 3, false, &none()).await.expect("w=3");
         acked.push((key, value));
     }
-    let new = c.add(|_| {}).await;
-    // Slow links to the new node, so its transfer takes a while.
-    for i in 0..3 {
-        c.network.delay(&name(i), &name(new), Duration::from_millis(15));
-    }
-    eventually("node-4 greeted a member", Duration::from_secs(10), || async {
-        c.node(0).cluster.stage(StageOp::Join(NodeId(name(new)))).ok()
-    })
-    .await;
-    c.node(0).cluster.commit().await.expect("commit");
+    let new = join_over_slow_links(&mut c).await;
     let gained = eventually("node-4 starts syncing", Duration::from_secs(10), || async {
         Some(c.node(new).cluster.syncing()).filter(|s| !s.is_empty())
     })
@@ -939,21 +945,11 @@ async fn a_transfer_interrupted_by_a_restart_resumes_where_it_was() {
 
 #[tokio::test]
 async fn while_a_partition_moves_writes_reach_both_replica_sets_and_reads_the_old_one() {
-    use quorumkv_node::cluster::StageOp;
     let mut c = InProcess::start(3, 3, |cfg| cfg.aae_interval_ms = 3_600_000).await;
     for k in 0..300 {
         c.put(k % 3, &format!("p{k}"), "before", 3, false, &none()).await.expect("w=3");
     }
-    let new = c.add(|_| {}).await;
-    // Slow links to the new node: its transfer takes a while, and we work meanwhile.
-    for i in 0..3 {
-        c.network.delay(&name(i), &name(new), Duration::from_millis(15));
-    }
-    eventually("node-4 greeted a member", Duration::from_secs(10), || async {
-        c.node(0).cluster.stage(StageOp::Join(NodeId(name(new)))).ok()
-    })
-    .await;
-    c.node(0).cluster.commit().await.expect("commit");
+    let new = join_over_slow_links(&mut c).await;
     eventually("every node sees the move", Duration::from_secs(10), || async {
         (0..=new).all(|i| c.node(i).cluster.previous_version() == Some(1)).then_some(())
     })
