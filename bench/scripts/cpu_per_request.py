@@ -15,12 +15,13 @@ run; the generator's own CPU is not counted. Prints one JSON line per run.
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+
+from loopback import free_base_port
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -30,27 +31,6 @@ def cpu_seconds(pid):
         fields = f.read().rsplit(")", 1)[1].split()
     # utime and stime are fields 14 and 15 of stat(5); fields[0] here is field 3.
     return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def free_base_port(count):
-    """A port p with p .. p+count-1 free on loopback."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + count >= 65535:
-            continue
-        ok = True
-        for p in range(base, base + count):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    sys.exit("no free ports")
 
 
 def wait_healthy(addr, deadline=30):

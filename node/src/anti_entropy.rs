@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use quorumkv_ring::NodeId;
-use quorumkv_storage::{Durability, Entry, unix_ms};
+use quorumkv_storage::{Entry, unix_ms};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -37,6 +37,11 @@ use crate::peer::wire::{Item, KeyHash, Request, Response};
 use crate::replica::Replicas;
 use crate::worker::{WorkState, Worker};
 
+/// Merkle leaves (of 1,024 per partition) swapped per message at most: a whole
+/// partition moves in four messages of about a quarter of it each. (Each message costs
+/// both sides a scan of the partition, since leaves are not contiguous in storage.)
+const LEAVES_PER_SYNC: usize = 256;
+
 /// How anti-entropy runs.
 #[derive(Clone, Copy, Debug)]
 pub struct AntiEntropyConfig {
@@ -44,6 +49,8 @@ pub struct AntiEntropyConfig {
     pub interval: Duration,
     /// Trees are rebuilt from storage this often.
     pub rebuild_interval: Duration,
+    /// Bytes per second anti-entropy sends and receives at most (`None`: no limit).
+    pub rate: Option<u64>,
     /// A tombstone younger than this is never reaped.
     pub tombstone_grace: Duration,
 }
@@ -287,28 +294,45 @@ impl AntiEntropy {
         if differing_leaves.is_empty() {
             return Ok(out);
         }
-        let local_entries = self.local.leaf_entries(partition, differing_leaves.clone()).await?;
+        // Leaf by leaf group, so no message carries more than a slice of the partition
+        // (a new owner receives whole partitions this way).
+        for leaves in differing_leaves.chunks(LEAVES_PER_SYNC) {
+            self.sync_leaves(partition, peer, leaves.to_vec(), &mut out).await?;
+        }
+        Ok(out)
+    }
+
+    /// Step 3 of an exchange for some leaves: swap the differing versions.
+    async fn sync_leaves(
+        &self,
+        partition: u32,
+        peer: &NodeId,
+        leaves: Vec<u16>,
+        out: &mut Exchange,
+    ) -> Result<(), Error> {
+        let local_entries = self.local.leaf_entries(partition, leaves.clone()).await?;
         let entries: Vec<KeyHash> = local_entries
             .iter()
             .filter_map(|e| Some(KeyHash { key: self.key_of(partition, e)?, hash: e.hash }))
             .collect();
-        let (reply, n) =
-            self.call(peer, &Request::SyncLeaves { partition, leaves: differing_leaves, entries }).await?;
+        let (reply, n) = self.call(peer, &Request::SyncLeaves { partition, leaves, entries }).await?;
         out.bytes += n;
+        self.pace(n).await;
         let Response::Sync { objects, want } = reply else {
             return Err(Error::Internal(format!("{peer}: unexpected answer to SyncLeaves")));
         };
-        // Take theirs, then send ours (merged) for what they want.
+        if objects.iter().any(|item| item.key.partition() != partition) {
+            return Err(Error::Internal(format!("{peer}: a key outside partition {partition}")));
+        }
+        // Take theirs (one storage call), then send ours, merged, for what they want.
         let mut ours: HashMap<Key, Entry> =
             local_entries.into_iter().filter_map(|e| Some((self.key_of(partition, &e)?, e))).collect();
-        for item in objects {
-            if item.key.partition() != partition {
-                return Err(Error::Internal(format!("{peer}: a key outside partition {partition}")));
-            }
-            let merged = self.local.merge(item.key.clone(), item.object, Durability::Journal).await?;
-            out.repaired += 1;
-            if let Some(e) = ours.get_mut(&item.key) {
-                e.object = merged;
+        out.repaired += objects.len() as u64;
+        let keys: Vec<Key> = objects.iter().map(|i| i.key.clone()).collect();
+        let merged = self.local.merge_items(objects).await?;
+        for (key, object) in keys.into_iter().zip(merged) {
+            if let Some(e) = ours.get_mut(&key) {
+                e.object = object;
             }
         }
         let items: Vec<Item> = want
@@ -320,8 +344,16 @@ impl AntiEntropy {
             out.repaired += items.len() as u64;
             let (_, n) = self.call(peer, &Request::MergeBatch { items }).await?;
             out.bytes += n;
+            self.pace(n).await;
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// Waits as long as `bytes` take at the configured rate.
+    async fn pace(&self, bytes: u64) {
+        if let Some(rate) = self.config.rate.filter(|r| *r > 0) {
+            tokio::time::sleep(Duration::from_secs_f64(bytes as f64 / rate as f64)).await;
+        }
     }
 
     /// Reaps the partition's old tombstones that every primary holds identically.

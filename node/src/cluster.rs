@@ -290,6 +290,7 @@ impl Cluster {
             tracing::info!(version, "every new owner has synced: the previous layout is retired");
             c.previous = None;
             c.moving = Arc::default();
+            self.metrics.partitions_moving.set(0);
         }
         drop(current);
         self.version.send_modify(|_| {});
@@ -400,6 +401,10 @@ impl Cluster {
             }
         }
         let version = layout.version();
+        self.metrics.partitions_moving.set(moving.len() as i64);
+        self.metrics
+            .partitions_syncing
+            .set(self.syncing.lock().unwrap_or_else(PoisonError::into_inner).len() as i64);
         let moving = Arc::new(moving);
         *self.current.write().unwrap_or_else(PoisonError::into_inner) =
             Some(Current { layout, ring, previous, moving });
@@ -436,6 +441,7 @@ impl Cluster {
     }
 
     async fn store_syncing(&self, all: Vec<u32>) -> Result<(), Error> {
+        self.metrics.partitions_syncing.set(all.len() as i64);
         let bytes = postcard::to_allocvec(&all).map_err(|e| Error::Internal(e.to_string()))?;
         Ok(self.local.meta_put(SYNCING_META, bytes).await?)
     }

@@ -78,6 +78,10 @@ pub struct Config {
     pub aae_interval_ms: u64,
     /// Merkle trees are rebuilt from storage this often (seconds); also at start.
     pub aae_rebuild_interval_s: u64,
+    /// Anti-entropy (and so a new owner's transfer of the partitions it gains) sends
+    /// and receives at most this many MiB per second, so moving data leaves room for
+    /// clients. 0: no limit.
+    pub transfer_rate_mib: u64,
     /// A tombstone younger than this (milliseconds) is never reaped. Hints older than
     /// this are dropped, not delivered, so they cannot bring back a reaped delete; it
     /// should outlast the outages hints are meant to cover.
@@ -114,6 +118,7 @@ impl Default for Config {
             hint_rate: 5000,
             aae_interval_ms: 60_000,
             aae_rebuild_interval_s: 3600,
+            transfer_rate_mib: 8,
             tombstone_grace_ms: 3_600_000,
         }
     }

@@ -330,6 +330,15 @@ impl LocalStore {
         .await
     }
 
+    /// Merges other replicas' versions into ours, in one storage call; returns the
+    /// results in order.
+    pub async fn merge_items(&self, items: Vec<Item>) -> Result<Vec<Object>, Error> {
+        self.run(move |s| {
+            items.iter().map(|i| s.merge(i.key.as_object_key(), &i.object, Durability::Journal)).collect()
+        })
+        .await
+    }
+
     /// Merges another replica's version into ours.
     pub async fn merge(&self, key: Key, object: Object, durability: Durability) -> Result<Object, Error> {
         self.run_write(durability, move |s| s.merge(key.as_object_key(), &object, Durability::Journal)).await

@@ -105,6 +105,9 @@ struct NodeArgs {
     /// Merkle tree rebuild interval in seconds [default: 3600].
     #[arg(long, env = "QUORUMKV_AAE_REBUILD_INTERVAL_S")]
     aae_rebuild_interval_s: Option<u64>,
+    /// Anti-entropy and partition transfers, MiB per second at most; 0: no limit [default: 8].
+    #[arg(long, env = "QUORUMKV_TRANSFER_RATE_MIB")]
+    transfer_rate_mib: Option<u64>,
     /// Tombstone grace period in milliseconds [default: 3600000].
     #[arg(long, env = "QUORUMKV_TOMBSTONE_GRACE_MS")]
     tombstone_grace_ms: Option<u64>,
@@ -167,6 +170,7 @@ impl NodeArgs {
             hinted_handoff,
             aae_interval_ms,
             aae_rebuild_interval_s,
+            transfer_rate_mib,
             tombstone_grace_ms
         );
         if self.node_id.is_some() {
@@ -308,6 +312,7 @@ mod tests {
             "--shutdown-grace-ms=95",
             "--aae-interval-ms=94",
             "--aae-rebuild-interval-s=93",
+            "--transfer-rate-mib=90",
             "--tombstone-grace-ms=92",
         ])
         .expect("parses");
@@ -339,6 +344,7 @@ mod tests {
             shutdown_grace_ms: 95,
             aae_interval_ms: 94,
             aae_rebuild_interval_s: 93,
+            transfer_rate_mib: 90,
             tombstone_grace_ms: 92,
             ..Config::default()
         };

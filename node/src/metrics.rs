@@ -58,6 +58,8 @@ pub struct Metrics {
     pub aae_bytes: Counter,
     pub tombstones_reaped: Counter,
     pub layout_version: Gauge,
+    pub partitions_syncing: Gauge,
+    pub partitions_moving: Gauge,
     pub stray_keys_moved: Counter,
     pub not_owner_answers: Counter,
     corrupt_records: Gauge,
@@ -168,6 +170,18 @@ impl Metrics {
             "Version of the cluster layout in force here",
             layout_version.clone(),
         );
+        let partitions_syncing = Gauge::default();
+        registry.register(
+            "partitions_syncing",
+            "Partitions this node gained with a layout change and has not synced yet",
+            partitions_syncing.clone(),
+        );
+        let partitions_moving = Gauge::default();
+        registry.register(
+            "partitions_moving",
+            "Partitions whose replicas differ between the previous layout (still live) and the one in force",
+            partitions_moving.clone(),
+        );
         let stray_keys_moved = Counter::default();
         registry.register(
             "stray_keys_moved",
@@ -215,6 +229,8 @@ impl Metrics {
             aae_bytes,
             tombstones_reaped,
             layout_version,
+            partitions_syncing,
+            partitions_moving,
             stray_keys_moved,
             not_owner_answers,
             corrupt_records,

@@ -148,6 +148,7 @@ impl Node {
             AntiEntropyConfig {
                 interval: Duration::from_millis(config.aae_interval_ms),
                 rebuild_interval: Duration::from_secs(config.aae_rebuild_interval_s),
+                rate: (config.transfer_rate_mib > 0).then(|| config.transfer_rate_mib * 1024 * 1024),
                 tombstone_grace: Duration::from_millis(config.tombstone_grace_ms),
             },
         ));

@@ -806,6 +806,38 @@ async fn the_cluster_grows_shrinks_and_replaces_nodes_under_load_without_losing_
             }
         })
     };
+    // Readers through node-1 and node-2 too: an acknowledged write read back as missing
+    // (a 404 rather than an error) at r=quorum is a lost write.
+    let missing = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let readers = {
+        let (states, acked, stop, missing) =
+            (vec![c.node(0).clone(), c.node(1).clone()], acked.clone(), stop.clone(), missing.clone());
+        tokio::spawn(async move {
+            let mut n = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let pick = {
+                    let acked = acked.lock().expect("lock");
+                    (!acked.is_empty()).then(|| acked[(n * 7919) % acked.len()].0.clone())
+                };
+                if let Some(key) = pick {
+                    let k = quorumkv_node::key::Key::new(
+                        64,
+                        Bytes::from(b"b".to_vec()),
+                        Bytes::from(key.clone().into_bytes()),
+                    )
+                    .expect("key");
+                    let opts =
+                        quorumkv_node::coordinator::ReadOptions { r: 2, timeout: Duration::from_secs(2) };
+                    if let Ok(None) = states[n % 2].coordinator.get(k, opts).await {
+                        missing.lock().expect("lock").push(key);
+                    }
+                }
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            n
+        })
+    };
     let snapshot = |acked: &std::sync::Mutex<Vec<(String, String)>>| acked.lock().expect("lock").clone();
 
     // Grow 3 -> 4 -> 5.
@@ -850,6 +882,9 @@ async fn the_cluster_grows_shrinks_and_replaces_nodes_under_load_without_losing_
     c.node(0).cluster.commit().await.expect("commit");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writers.await.expect("writers");
+    let reads = readers.await.expect("readers");
+    assert!(reads > 100, "the readers kept going: {reads}");
+    assert_eq!(*missing.lock().expect("lock"), Vec::<String>::new(), "acknowledged writes read as missing");
     let acked = snapshot(&acked);
     assert!(acked.len() > 100, "the writers kept going: {}", acked.len());
     settled(&c, &[0, 1, replacement], &acked).await;

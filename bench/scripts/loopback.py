@@ -1,0 +1,25 @@
+"""Helpers the measurement scripts share: free loopback ports."""
+
+import socket
+import sys
+
+
+def free_base_port(count):
+    """A port p with p .. p+count-1 free on loopback."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + count >= 65535:
+            continue
+        ok = True
+        for p in range(base, base + count):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", p))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    sys.exit("no free ports")
