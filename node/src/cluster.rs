@@ -292,7 +292,13 @@ impl Cluster {
             c.moving = Arc::default();
             self.metrics.partitions_moving.set(0);
         }
+        let layout = current.as_ref().map(|c| c.layout.clone());
         drop(current);
+        // Members only the retired version had are members no more (the members lock is
+        // never taken while the layout's is held).
+        if let Some(layout) = layout {
+            self.members.write().unwrap_or_else(PoisonError::into_inner).retain(|id, _| layout.is_member(id));
+        }
         self.version.send_modify(|_| {});
     }
 
@@ -819,10 +825,12 @@ impl Cluster {
                 "incarnation": info.incarnation,
             })
         };
+        let me_listed = self.layout().is_none_or(|l| l.is_member(&self.me.node_id));
         let members = self.members.read().unwrap_or_else(PoisonError::into_inner);
         let mut all: Vec<(NodeId, Value)> =
             members.values().map(|m| (m.info.node_id.clone(), entry(&m.info, m.state, m.since))).collect();
-        if self.layout().is_none_or(|l| l.is_member(&self.me.node_id)) {
+        drop(members);
+        if me_listed {
             all.push((self.me.node_id.clone(), entry(&self.me, MemberState::Up, self.started)));
         }
         all.sort_by(|a, b| a.0.cmp(&b.0));
