@@ -9,6 +9,7 @@
 //! members' up/down state (the failure detector), never the ring.
 
 use std::collections::BTreeMap;
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -24,7 +25,7 @@ use crate::layout::{Change, Layout};
 use crate::local::LocalStore;
 use crate::metrics::Metrics;
 use crate::peer::PeerClient;
-use crate::peer::wire::{ClusterParams, MemberInfo, Request, Response};
+use crate::peer::wire::{ClusterParams, Greeting, MemberInfo, Request, Response};
 
 /// An operator's change as asked, before it is resolved against the layout.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,6 +108,8 @@ pub struct Cluster {
     met: Mutex<BTreeMap<String, MemberInfo>>,
     /// A peer holding another layout of our version.
     conflict: Mutex<Option<String>>,
+    /// The layout version each peer (by address) last said it holds.
+    peer_versions: Mutex<BTreeMap<String, u64>>,
     /// The layout version each peer last said it has fully synced.
     peer_synced: Mutex<BTreeMap<NodeId, u64>>,
     /// Every node that greeted us or answered our greeting, by id: who can be joined.
@@ -156,6 +159,7 @@ impl Cluster {
             conflict: Mutex::default(),
             seen: Mutex::default(),
             peer_synced: Mutex::default(),
+            peer_versions: Mutex::default(),
             staged: Mutex::default(),
             syncing: Mutex::default(),
             version: tokio::sync::watch::Sender::new(0),
@@ -655,39 +659,72 @@ impl Cluster {
     ///
     /// # Errors
     /// Mismatched parameters or a layout conflict.
-    pub async fn receive_hello(
-        &self,
-        from: MemberInfo,
-        layout: Option<Layout>,
-        synced: u64,
-    ) -> Result<(), Error> {
-        self.met(&from, None);
-        self.peer_synced.lock().unwrap_or_else(PoisonError::into_inner).insert(from.node_id.clone(), synced);
-        let offered = match layout {
-            Some(l) => self.offer(l).await,
-            None => Ok(()),
-        };
+    pub async fn receive_hello(&self, g: Greeting) -> Result<(), Error> {
+        self.met(&g.from, None);
+        self.peer_synced
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(g.from.node_id.clone(), g.synced);
+        let offered = self.consider(&g.from.peer_addr, g.version, g.digest, g.layout).await;
         self.maybe_retire().await;
         offered
     }
 
-    fn hello(&self) -> Request {
-        Request::Hello {
+    /// What a peer said of its layout: taken if newer; a newer one it did not send is
+    /// asked for at once; the same version with another digest is a conflict.
+    async fn consider(
+        &self,
+        addr: &str,
+        version: u64,
+        digest: u64,
+        layout: Option<Layout>,
+    ) -> Result<(), Error> {
+        self.peer_versions.lock().unwrap_or_else(PoisonError::into_inner).insert(addr.to_owned(), version);
+        if let Some(layout) = layout {
+            return self.offer(layout).await;
+        }
+        let (mine, my_digest) = self.layout().map_or((0, 0), |l| (l.version(), l.digest()));
+        if version > mine {
+            // Our greeting told it our version: its answer to the next one brings the layout.
+            self.greet_soon();
+        } else if version == mine && version > 0 && digest != my_digest {
+            let why = format!(
+                "another layout of version {version} is in the cluster (digest {digest:016x}, ours {my_digest:016x})"
+            );
+            tracing::error!(%why, peer = %addr, "layout conflict");
+            *self.conflict.lock().unwrap_or_else(PoisonError::into_inner) = Some(why.clone());
+            return Err(Error::bad("layout_conflict", why));
+        }
+        Ok(())
+    }
+
+    /// This node's layout version and digest, and the layout itself if a peer whose last
+    /// word was `peer_version` (if any) may not have it.
+    fn layout_for(&self, peer_version: Option<u64>) -> (u64, u64, Option<Layout>) {
+        match self.layout() {
+            None => (0, 0, None),
+            Some(l) => {
+                let send = peer_version.is_none_or(|v| v < l.version());
+                (l.version(), l.digest(), send.then(|| (*l).clone()))
+            }
+        }
+    }
+
+    fn greeting(&self, peer_version: Option<u64>) -> Greeting {
+        let (version, digest, layout) = self.layout_for(peer_version);
+        Greeting {
             from: self.me.clone(),
             params: self.params,
-            layout: self.layout().map(|l| (*l).clone()),
+            version,
+            digest,
+            layout,
             synced: self.synced_version(),
         }
     }
 
-    /// The answer to a peer's `Hello`.
-    pub fn hello_reply(&self) -> Response {
-        Response::Hello {
-            from: self.me.clone(),
-            params: self.params,
-            layout: self.layout().map(|l| (*l).clone()),
-            synced: self.synced_version(),
-        }
+    /// The answer to a peer's `Hello` that named its layout version.
+    pub fn hello_reply(&self, their_version: u64) -> Response {
+        Response::Hello(self.greeting(Some(their_version)))
     }
 
     fn member_infos(&self) -> Vec<MemberInfo> {
@@ -695,32 +732,37 @@ impl Cluster {
         members.values().map(|m| m.info.clone()).collect()
     }
 
-    /// Greets every seed and every member once, taking the newest layout answered.
-    async fn greet_all(&self) {
-        let mut targets: Vec<String> = self.seeds.clone();
-        targets.extend(self.member_infos().into_iter().map(|m| m.peer_addr));
+    /// One round of gossip: every seed and member when `full` (or while this node has no
+    /// layout), else one member chosen at random. Takes the newest layout answered.
+    async fn greet(&self, full: bool) {
+        let members: Vec<String> = self.member_infos().into_iter().map(|m| m.peer_addr).collect();
+        let mut targets: Vec<String> = if full || self.layout().is_none() {
+            let mut all = self.seeds.clone();
+            all.extend(members);
+            all
+        } else {
+            let pick = std::collections::hash_map::RandomState::new().hash_one(Instant::now()) as usize;
+            members.get(pick % members.len().max(1)).cloned().into_iter().collect()
+        };
         targets.sort();
         targets.dedup();
-        let hello = self.hello();
-        let calls = targets.into_iter().map(|addr| {
-            let hello = &hello;
-            async move {
-                let deadline = Instant::now() + Duration::from_secs(1);
-                (addr.clone(), self.peers.call(&addr, hello, deadline).await)
-            }
+        let calls = targets.into_iter().map(|addr| async move {
+            let deadline = Instant::now() + Duration::from_secs(1);
+            let known = self.peer_versions.lock().unwrap_or_else(PoisonError::into_inner).get(&addr).copied();
+            let hello = Request::Hello(self.greeting(known));
+            let answer = self.peers.call(&addr, &hello, deadline).await;
+            (addr, answer)
         });
         let answers = futures_util::future::join_all(calls).await;
         for (addr, result) in answers {
             match result {
-                Ok(Response::Hello { from, layout, synced, .. }) => {
-                    self.met(&from, Some(&addr));
+                Ok(Response::Hello(g)) => {
+                    self.met(&g.from, Some(&addr));
                     self.peer_synced
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
-                        .insert(from.node_id.clone(), synced);
-                    if let Some(layout) = layout
-                        && let Err(e) = self.offer(layout).await
-                    {
+                        .insert(g.from.node_id.clone(), g.synced);
+                    if let Err(e) = self.consider(&addr, g.version, g.digest, g.layout).await {
                         tracing::warn!(peer = %addr, error = %e, "refusing a peer's layout");
                     }
                 }
@@ -758,17 +800,22 @@ impl Cluster {
     /// The greeter: greets quickly until this node has a layout, then every few seconds
     /// (at once when asked).
     pub async fn run_greeter(self: Arc<Self>, shutdown: CancellationToken) {
+        // Every node greets one random member a second; every tenth round, and whenever
+        // asked (a newer layout heard of, a commit), everyone.
+        let mut full = true;
+        let mut round = 0u64;
         loop {
-            self.greet_all().await;
+            self.greet(full || round.is_multiple_of(10)).await;
+            round += 1;
             self.maybe_bootstrap().await;
             self.maybe_retire().await;
             let pause =
-                if self.layout().is_some() { Duration::from_secs(2) } else { Duration::from_millis(200) };
-            tokio::select! {
+                if self.layout().is_some() { Duration::from_secs(1) } else { Duration::from_millis(200) };
+            full = tokio::select! {
                 () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(pause) => {}
-                () = self.greet_now.notified() => {}
-            }
+                () = tokio::time::sleep(pause) => false,
+                () = self.greet_now.notified() => true,
+            };
         }
     }
     /// The failure detector: one heartbeat loop per member, and a judge that marks down

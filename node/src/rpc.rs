@@ -108,12 +108,12 @@ async fn serve_replica(state: &NodeState, call: ReplicaCall) -> ReplicaAnswer {
 async fn serve_one(state: &NodeState, request: Request) -> Result<Response, Error> {
     let cluster = &state.cluster;
     match request {
-        Request::Hello { from, layout, synced, .. } => {
-            let peer = from.node_id.clone();
-            cluster.receive_hello(from, layout, synced).await.inspect_err(|e| {
+        Request::Hello(greeting) => {
+            let (peer, version) = (greeting.from.node_id.clone(), greeting.version);
+            cluster.receive_hello(greeting).await.inspect_err(|e| {
                 tracing::warn!(peer = %peer, error = %e, "refusing a peer's layout");
             })?;
-            Ok(cluster.hello_reply())
+            Ok(cluster.hello_reply(version))
         }
         Request::Ping => Ok(Response::Pong),
         Request::Replica(_) | Request::Batch(_) => {

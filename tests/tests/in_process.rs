@@ -1031,3 +1031,33 @@ async fn while_a_partition_moves_writes_reach_both_replica_sets_and_reads_the_ol
     }
     c.stop_all().await;
 }
+
+#[tokio::test]
+async fn two_layouts_of_one_version_are_a_conflict_that_is_reported_not_mixed() {
+    use quorumkv_node::layout::Change;
+    use quorumkv_node::peer::wire::MemberInfo;
+    let mut c = InProcess::start(3, 3, |_| {}).await;
+    let v1 = c.node(0).cluster.layout().expect("a layout");
+    let stranger = |id: &str| MemberInfo {
+        node_id: NodeId::from(id),
+        incarnation: 1,
+        peer_addr: id.to_string(),
+        api_addr: id.to_string(),
+    };
+    // Two operators commit different changes through different nodes at once.
+    let a = v1.apply(&[Change::Join { node: stranger("x") }]).expect("a");
+    let b = v1.apply(&[Change::Join { node: stranger("y") }]).expect("b");
+    assert_eq!(a.version(), b.version());
+    c.node(0).cluster.offer(a.clone()).await.expect("node-1 takes a");
+    c.node(1).cluster.offer(b.clone()).await.expect("node-2 takes b");
+    eventually("the conflict is reported", Duration::from_secs(20), || async {
+        let s0 = c.node(0).status_json().await;
+        let s1 = c.node(1).status_json().await;
+        (s0["layout"]["conflict"].is_string() || s1["layout"]["conflict"].is_string()).then_some(())
+    })
+    .await;
+    // Neither node took the other's layout.
+    assert_eq!(c.node(0).cluster.layout().expect("layout").digest(), a.digest());
+    assert_eq!(c.node(1).cluster.layout().expect("layout").digest(), b.digest());
+    c.stop_all().await;
+}

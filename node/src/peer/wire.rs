@@ -83,6 +83,22 @@ impl<'de> Deserialize<'de> for SharedObject {
     }
 }
 
+/// What a node says of itself and its layout, greeting another or answering.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Greeting {
+    pub from: MemberInfo,
+    pub params: ClusterParams,
+    /// The sender's layout version and digest (0, 0 without one).
+    pub version: u64,
+    pub digest: u64,
+    /// The layout itself, sent only when the receiver may not have it (it is unknown, or
+    /// its last word was an older version).
+    pub layout: Option<Layout>,
+    /// The highest layout version the sender has finished syncing (the previous layout
+    /// is retired once every member has synced the current one).
+    pub synced: u64,
+}
+
 /// A call on one replica of one key: the hot path, coalesced into batches under load.
 /// A separate type from [`Request`] so a batch cannot nest (no recursion to exhaust the
 /// stack when decoding hostile bytes).
@@ -137,10 +153,8 @@ pub enum Request {
     /// Several replica calls in one message, answered by a `Response::Batch` of the same
     /// length and order.
     Batch(Vec<ReplicaCall>),
-    /// Introduces the sender, with its cluster layout (gossip: the higher version wins).
-    /// `synced`: the highest layout version the sender has finished syncing (the previous
-    /// layout is retired once every member has synced the current one).
-    Hello { from: MemberInfo, params: ClusterParams, layout: Option<Layout>, synced: u64 },
+    /// Gossip: the sender and its layout (see [`Greeting`]).
+    Hello(Greeting),
     /// Hints delivered to the replica they were kept for: merged into its data, fsynced,
     /// then acknowledged as a whole.
     MergeBatch { items: Vec<Item> },
@@ -188,12 +202,7 @@ pub enum Response {
     Pong,
     Replica(ReplicaAnswer),
     Batch(Vec<ReplicaAnswer>),
-    Hello {
-        from: MemberInfo,
-        params: ClusterParams,
-        layout: Option<Layout>,
-        synced: u64,
-    },
+    Hello(Greeting),
     /// Anti-entropy answers; `ready` is false while the replica rebuilds its trees.
     Tree {
         ready: bool,
