@@ -21,11 +21,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::detector::PhiAccrual;
 use crate::error::Error;
-use crate::layout::{Change, Layout};
+use crate::layout::{Change, ClusterParams, Layout, MemberInfo};
 use crate::local::LocalStore;
 use crate::metrics::Metrics;
 use crate::peer::PeerClient;
-use crate::peer::wire::{ClusterParams, Greeting, MemberInfo, Request, Response};
+use crate::peer::wire::{Greeting, Request, Response};
 
 /// An operator's change as asked, before it is resolved against the layout.
 #[derive(Clone, Debug, PartialEq, Eq)]

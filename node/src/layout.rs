@@ -17,7 +17,25 @@ use quorumkv_ring::{NodeId, Ring, RingParams};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::peer::wire::{ClusterParams, MemberInfo};
+
+/// What a node says about itself when greeting another.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    pub node_id: NodeId,
+    pub incarnation: u64,
+    /// Where peers reach it.
+    pub peer_addr: String,
+    /// Where clients reach it.
+    pub api_addr: String,
+}
+
+/// Cluster-wide parameters every member must share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterParams {
+    pub partitions: u32,
+    pub replicas: usize,
+    pub vnodes: u32,
+}
 
 /// Where a member listens.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

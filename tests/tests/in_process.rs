@@ -1035,7 +1035,7 @@ async fn while_a_partition_moves_writes_reach_both_replica_sets_and_reads_the_ol
 #[tokio::test]
 async fn two_layouts_of_one_version_are_a_conflict_that_is_reported_not_mixed() {
     use quorumkv_node::layout::Change;
-    use quorumkv_node::peer::wire::MemberInfo;
+    use quorumkv_node::layout::MemberInfo;
     let mut c = InProcess::start(3, 3, |_| {}).await;
     let v1 = c.node(0).cluster.layout().expect("a layout");
     let stranger = |id: &str| MemberInfo {

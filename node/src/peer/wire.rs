@@ -14,29 +14,10 @@ use quorumkv_storage::{Content, Object, VersionVector};
 
 use crate::error::WireError;
 use crate::key::Key;
-use crate::layout::Layout;
+use crate::layout::{ClusterParams, Layout, MemberInfo};
 
 /// Bumped on any incompatible change to the messages below.
 pub const PROTOCOL_VERSION: u8 = 3;
-
-/// What a node says about itself when greeting another.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemberInfo {
-    pub node_id: NodeId,
-    pub incarnation: u64,
-    /// Where peers reach it.
-    pub peer_addr: String,
-    /// Where clients reach it.
-    pub api_addr: String,
-}
-
-/// Cluster-wide parameters every member must share.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClusterParams {
-    pub partitions: u32,
-    pub replicas: usize,
-    pub vnodes: u32,
-}
 
 /// An object that one write sends to several replicas: encoded at most once, the same
 /// bytes going into every message that carries it. Cheap to clone.
