@@ -561,10 +561,19 @@ impl Worker for AntiEntropy {
         };
         let mut layout = self.cluster.watch_version();
         layout.borrow_and_update();
-        tokio::select! {
-            () = self.wake.notified() => {}
-            () = tokio::time::sleep(pause) => {}
-            _ = layout.changed() => {}
+        let until = Instant::now() + pause;
+        loop {
+            tokio::select! {
+                // A wake-up left over from a request already served does not cut the
+                // sweep's pause short: only a partition still queued does.
+                () = self.wake.notified() => {
+                    if !self.state().requested.is_empty() {
+                        return;
+                    }
+                }
+                () = tokio::time::sleep_until(until) => return,
+                _ = layout.changed() => return,
+            }
         }
     }
 }

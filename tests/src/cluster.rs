@@ -29,8 +29,30 @@ impl Cluster {
             node.set_args(args);
             node.spawn();
         }
-        for node in nodes.iter_mut() {
-            node.wait_healthy().await;
+        // A node becomes healthy once it has the layout, which needs every seed: wait
+        // for all of them together, so a node that died is named, not the one waiting.
+        let http = crate::Http::new();
+        let all_healthy = crate::poll_until(std::time::Duration::from_secs(30), || {
+            for node in nodes.iter_mut() {
+                node.assert_alive();
+            }
+            let urls: Vec<String> = nodes.iter().map(|n| n.url("/v1/health")).collect();
+            let http = http.clone();
+            async move {
+                for url in &urls {
+                    let r = http.send(hyper::Method::GET, url, &[], bytes::Bytes::new()).await.ok()?;
+                    if r.status != 200 {
+                        return None;
+                    }
+                }
+                Some(())
+            }
+        })
+        .await;
+        if all_healthy.is_none() {
+            let logs: Vec<String> =
+                nodes.iter().map(|n| format!("--- {}:\n{}", n.name, n.log_tail())).collect();
+            panic!("the cluster did not become healthy in 30 s:\n{}", logs.join("\n"));
         }
         let cluster = Cluster { nodes, dir };
         cluster.wait_members(n).await;

@@ -24,10 +24,29 @@ pub fn node_binary() -> PathBuf {
     bin
 }
 
-/// A free loopback port (bound and released; the node binds it right after).
+/// A free loopback port (bound and released; the node binds it right after), chosen
+/// below Linux's ephemeral range (32768 and up): a port the kernel hands out for port 0
+/// is also what it hands the many outgoing connections of the tests running alongside,
+/// and one of those could take it before the node binds it. Ports are drawn at random,
+/// and never the same twice in one test process.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    listener.local_addr().expect("local addr").port()
+    use std::hash::BuildHasher;
+    use std::sync::Mutex;
+    static TAKEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut taken = TAKEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let seed = std::collections::hash_map::RandomState::new();
+    for attempt in 0u64.. {
+        let port = 20_000 + (seed.hash_one((std::process::id(), attempt)) % 12_000) as u16;
+        if taken.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            taken.push(port);
+            return port;
+        }
+        assert!(attempt < 10_000, "no free port in 20000..32000");
+    }
+    unreachable!("the loop returns or panics")
 }
 
 /// A node process: its addresses, its data directory and its log file.
@@ -133,6 +152,15 @@ impl NodeProcess {
             self.name,
             self.log_tail()
         );
+    }
+
+    /// Panics with the log if the process has exited (it was not killed by the test).
+    pub fn assert_alive(&mut self) {
+        if let Some(child) = self.child.as_mut()
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            panic!("{} exited ({status}); log:\n{}", self.name, self.log_tail());
+        }
     }
 
     pub fn is_running(&self) -> bool {
