@@ -16,12 +16,9 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 
-from loopback import free_base_port
+from loopback import free_base_port, status, wait
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -31,30 +28,6 @@ def cpu_seconds(pid):
         fields = f.read().rsplit(")", 1)[1].split()
     # utime and stime are fields 14 and 15 of stat(5); fields[0] here is field 3.
     return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def wait_healthy(addr, deadline=30):
-    end = time.time() + deadline
-    while time.time() < end:
-        try:
-            with urllib.request.urlopen(f"http://{addr}/v1/health", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    sys.exit(f"{addr} did not become healthy")
-
-
-def wait_members(addr, n, deadline=30):
-    end = time.time() + deadline
-    while time.time() < end:
-        with urllib.request.urlopen(f"http://{addr}/v1/status", timeout=1) as r:
-            status = json.load(r)
-        if len([m for m in status["members"] if m["state"] == "up"]) == n:
-            return
-        time.sleep(0.1)
-    sys.exit(f"{addr} did not see {n} members")
 
 
 def main():
@@ -81,10 +54,11 @@ def main():
         node = subprocess.Popen(cmd, stdout=log, stderr=log)
         try:
             for a in nodes:
-                wait_healthy(a)
+                wait(f"{a} healthy", lambda a=a: status(a)["layout"]["version"] is not None, 30)
             if args.mode == "cluster":
                 for a in nodes:
-                    wait_members(a, 3)
+                    wait(f"{a} sees 3 members up",
+                         lambda a=a: sum(m["state"] == "up" for m in status(a)["members"]) == 3, 30)
             common = ["run", "--raw", "--value-size", "1024", "--concurrency", "64", "--keys", str(args.keys)]
             for a in nodes:
                 common += ["--node", a]

@@ -19,29 +19,10 @@ import os
 import re
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 
-from loopback import free_base_port
-
-
-def status(addr):
-    with urllib.request.urlopen(f"http://{addr}/v1/status", timeout=5) as r:
-        return json.load(r)
-
-
-def wait(what, check, deadline):
-    end = time.time() + deadline
-    while time.time() < end:
-        try:
-            if check():
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    sys.exit(f"timed out: {what}")
+from loopback import free_base_port, status, wait
 
 
 def main():

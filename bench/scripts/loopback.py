@@ -1,7 +1,10 @@
-"""Helpers the measurement scripts share: free loopback ports."""
+"""Helpers the measurement scripts share: free loopback ports, a node's status, waiting."""
 
+import json
 import socket
 import sys
+import time
+import urllib.request
 
 
 def free_base_port(count):
@@ -23,3 +26,20 @@ def free_base_port(count):
         if ok:
             return base
     sys.exit("no free ports")
+
+
+def status(addr):
+    with urllib.request.urlopen(f"http://{addr}/v1/status", timeout=5) as r:
+        return json.load(r)
+
+
+def wait(what, check, deadline):
+    end = time.time() + deadline
+    while time.time() < end:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    sys.exit(f"timed out: {what}")

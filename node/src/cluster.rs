@@ -596,15 +596,7 @@ impl Cluster {
             }
             if layout.version() == mine.version() {
                 if layout.digest() != mine.digest() {
-                    let why = format!(
-                        "another layout of version {} is in the cluster (digest {:016x}, ours {:016x})",
-                        layout.version(),
-                        layout.digest(),
-                        mine.digest()
-                    );
-                    tracing::error!(%why, "layout conflict");
-                    *self.conflict.lock().unwrap_or_else(PoisonError::into_inner) = Some(why.clone());
-                    return Err(Error::bad("layout_conflict", why));
+                    return Err(self.conflict(layout.version(), layout.digest(), mine.digest()));
                 }
                 return Ok(());
             }
@@ -688,14 +680,20 @@ impl Cluster {
             // Our greeting told it our version: its answer to the next one brings the layout.
             self.greet_soon();
         } else if version == mine && version > 0 && digest != my_digest {
-            let why = format!(
-                "another layout of version {version} is in the cluster (digest {digest:016x}, ours {my_digest:016x})"
-            );
-            tracing::error!(%why, peer = %addr, "layout conflict");
-            *self.conflict.lock().unwrap_or_else(PoisonError::into_inner) = Some(why.clone());
-            return Err(Error::bad("layout_conflict", why));
+            return Err(self.conflict(version, digest, my_digest));
         }
         Ok(())
+    }
+
+    /// Records that a peer holds another layout of our version: logged, shown in
+    /// `/v1/status`, and refused.
+    fn conflict(&self, version: u64, theirs: u64, ours: u64) -> Error {
+        let why = format!(
+            "another layout of version {version} is in the cluster (digest {theirs:016x}, ours {ours:016x})"
+        );
+        tracing::error!(%why, "layout conflict");
+        *self.conflict.lock().unwrap_or_else(PoisonError::into_inner) = Some(why.clone());
+        Error::bad("layout_conflict", why)
     }
 
     /// This node's layout version and digest, and the layout itself if a peer whose last

@@ -324,7 +324,7 @@ impl Coordinator {
                     failures.push((node.0.clone(), "timed out".into()));
                     break;
                 }
-                Err(e) => failures.push((node.0.clone(), e.reason())),
+                Err(e) => failures.push((node.0.clone(), e.to_string())),
             }
         }
         Err(self.quorum_failed("put", opts.w, 0, failures))

@@ -112,11 +112,6 @@ impl Error {
             _ => None,
         }
     }
-
-    /// What one replica's failure looks like in a [`Error::QuorumFailed`] list.
-    pub fn reason(&self) -> String {
-        self.to_string()
-    }
 }
 
 impl From<quorumkv_storage::Error> for Error {

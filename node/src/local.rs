@@ -487,10 +487,8 @@ impl LocalStore {
     /// how many were moved. Runs on the scan thread.
     pub async fn move_strays(&self, partition: u32, owners: Vec<NodeId>) -> Result<usize, Error> {
         self.scan(move |s| {
-            let width = s.tree_width();
-            let leaves: Vec<u16> = (0..width * width).map(|l| l as u16).collect();
             let mut moved = 0;
-            for e in s.leaf_entries(partition, &leaves)? {
+            for e in s.partition_entries(partition)? {
                 let key = ObjectKey { partition, bucket: &e.bucket, key: &e.key };
                 for owner in &owners {
                     s.put_hint(owner.as_str(), key, &e.object)?;
@@ -507,9 +505,7 @@ impl LocalStore {
     /// How many keys and value bytes this node holds in `partition` (a partition scan).
     pub async fn partition_size(&self, partition: u32) -> Result<(u64, u64), Error> {
         self.scan(move |s| {
-            let width = s.tree_width();
-            let leaves: Vec<u16> = (0..width * width).map(|l| l as u16).collect();
-            let entries = s.leaf_entries(partition, &leaves)?;
+            let entries = s.partition_entries(partition)?;
             Ok((entries.len() as u64, entries.iter().map(|e| e.object.value_bytes() as u64).sum()))
         })
         .await

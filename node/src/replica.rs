@@ -82,7 +82,7 @@ impl Replicas {
                     None => {
                         // Sent here by a coordinator with another layout: the copy is
                         // kept for the owners, and the answer says why it does not count.
-                        self.replicas_metrics().not_owner_answers.inc();
+                        self.metrics.not_owner_answers.inc();
                         let owners: Vec<NodeId> = primaries.to_vec();
                         return match self.local.put_hints(owners, key, object, durability).await {
                             Ok(()) => ReplicaAnswer::NotOwner { layout_version: ring.version() },
@@ -94,10 +94,6 @@ impl Replicas {
             }
         };
         answer.unwrap_or_else(|e| ReplicaAnswer::Failed((&Error::from(e)).into()))
-    }
-
-    fn replicas_metrics(&self) -> &Metrics {
-        &self.metrics
     }
 
     /// Runs `call` on `node`'s replica until `deadline`.
@@ -259,7 +255,7 @@ impl Fanout {
             Ok(ReplicaAnswer::Object(_)) | Ok(ReplicaAnswer::Merged { durable: false }) => Answer::Ack,
             Ok(ReplicaAnswer::Merged { durable: true }) => Answer::DurableAck,
             Ok(ReplicaAnswer::Failed(e)) => {
-                let why = Error::from(e.clone()).reason();
+                let why = Error::from(e.clone()).to_string();
                 return self.failed(reply.node, reply.owner, why);
             }
             Ok(ReplicaAnswer::NotOwner { layout_version }) => {
@@ -271,7 +267,7 @@ impl Fanout {
                 return self.failed(reply.node, reply.owner, why);
             }
             Err(e) => {
-                let why = e.reason();
+                let why = e.to_string();
                 return self.failed(reply.node, reply.owner, why);
             }
         };

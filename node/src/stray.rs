@@ -62,15 +62,14 @@ impl StrayCleanup {
     /// Moves every stray key out of this node's data; returns how many.
     pub async fn sweep(&self) -> Result<u64, Error> {
         let ring = self.cluster.ring()?;
-        let me = self.cluster.my_id();
         let mut moved = 0;
         for partition in 0..ring.params().partitions {
-            let owners = ring.primaries(partition);
-            // A replica in a live layout version (the previous one, while the partition
-            // moves) keeps its data until that version is retired.
-            if owners.contains(&me) || self.cluster.owns(partition) {
+            // A replica in a live layout version (the previous one too, while the
+            // partition moves) keeps its data until that version is retired.
+            if self.cluster.owns(partition) {
                 continue;
             }
+            let owners = ring.primaries(partition);
             moved += self.local.move_strays(partition, owners.to_vec()).await? as u64;
         }
         if moved > 0 {

@@ -392,6 +392,11 @@ impl Store {
         self.scan_partition(partition, |k| wanted.contains(&merkle::leaf_of(k, width)))
     }
 
+    /// Every object of `partition`, with its item hash. Corrupt records are left out.
+    pub fn partition_entries(&self, partition: u32) -> Result<Vec<Entry>, Error> {
+        self.scan_partition(partition, |_| true)
+    }
+
     /// Deleted keys of `partition` whose newest tombstone is older than `before_ms`, at
     /// most `limit`.
     pub fn tombstones(&self, partition: u32, before_ms: u64, limit: usize) -> Result<Vec<Entry>, Error> {
