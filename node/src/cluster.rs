@@ -406,6 +406,8 @@ impl Cluster {
                     incarnation: 0,
                     peer_addr: addrs.peer_addr.clone(),
                     api_addr: addrs.api_addr.clone(),
+                    capacity: layout.ring().weight(id).unwrap_or(1),
+                    zone: layout.ring().zone(id).map(str::to_owned),
                 };
                 members.insert(id.clone(), Member::new(info, self.detector.heartbeat));
             }
@@ -560,7 +562,11 @@ impl Cluster {
     pub async fn commit(&self) -> Result<u64, Error> {
         let layout = self.layout().ok_or_else(|| Error::Unavailable("no cluster layout yet".into()))?;
         let staged = self.staged.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        let next = layout.apply(&staged)?;
+        let conflict = self.conflict.lock().unwrap_or_else(PoisonError::into_inner).is_some();
+        // With nothing staged, a commit on a node that saw a conflict makes its own
+        // layout the next version: every node takes it, whichever of the two it held.
+        let next =
+            if staged.is_empty() && conflict { layout.superseding() } else { layout.apply(&staged)? };
         let version = next.version();
         self.offer(next).await?;
         self.staged.lock().unwrap_or_else(PoisonError::into_inner).clear();
@@ -623,6 +629,8 @@ impl Cluster {
             "cluster layout in force"
         );
         self.metrics.layout_version.set(layout.version() as i64);
+        // A newer version settles any conflict over an older one.
+        *self.conflict.lock().unwrap_or_else(PoisonError::into_inner) = None;
         // The layout being replaced stays live until the partitions that move have
         // synced on their new owners.
         let previous = self.layout().filter(|before| !before.ring().diff(layout.ring()).is_empty());
@@ -689,10 +697,17 @@ impl Cluster {
     /// `/v1/status`, and refused.
     fn conflict(&self, version: u64, theirs: u64, ours: u64) -> Error {
         let why = format!(
-            "another layout of version {version} is in the cluster (digest {theirs:016x}, ours {ours:016x})"
+            "another layout of version {version} is in the cluster (digest {theirs:016x}, ours {ours:016x}): \
+             run `quorumkv admin layout commit` with nothing staged on a node holding the layout that \
+             should win, and it becomes version {} everywhere",
+            version + 1
         );
-        tracing::error!(%why, "layout conflict");
-        *self.conflict.lock().unwrap_or_else(PoisonError::into_inner) = Some(why.clone());
+        let mut recorded = self.conflict.lock().unwrap_or_else(PoisonError::into_inner);
+        // Logged once per conflict, not at every gossip round that meets it again.
+        if recorded.as_deref() != Some(why.as_str()) {
+            tracing::error!(%why, "layout conflict");
+            *recorded = Some(why.clone());
+        }
         Error::bad("layout_conflict", why)
     }
 
@@ -722,7 +737,7 @@ impl Cluster {
 
     /// The answer to a peer's `Hello` that named its layout version.
     pub fn hello_reply(&self, their_version: u64) -> Response {
-        Response::Hello(self.greeting(Some(their_version)))
+        Response::Hello(Box::new(self.greeting(Some(their_version))))
     }
 
     fn member_infos(&self) -> Vec<MemberInfo> {
@@ -868,6 +883,8 @@ impl Cluster {
                 "api_addr": info.api_addr,
                 "peer_addr": info.peer_addr,
                 "incarnation": info.incarnation,
+                "capacity": info.capacity,
+                "zone": info.zone,
             })
         };
         let me_listed = self.layout().is_none_or(|l| l.is_member(&self.me.node_id));

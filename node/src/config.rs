@@ -29,6 +29,14 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Peer addresses of other members.
     pub seeds: Vec<String>,
+    /// This node's weight in placement, 1 to 1000000: its share of the partitions is
+    /// proportional to it (use one unit on every node, e.g. GiB of disk). Taken into the
+    /// layout when the node becomes a member.
+    pub capacity: u32,
+    /// This node's failure domain (a rack, a data centre), if any: every partition's
+    /// replicas span as many zones as N allows. Taken into the layout when the node
+    /// becomes a member.
+    pub zone: Option<String>,
     /// N, the number of copies of each key. Default: 3 with seeds, 1 alone.
     pub replicas: Option<usize>,
     /// Partition count, a power of two; fixed when a cluster is created.
@@ -98,6 +106,8 @@ impl Default for Config {
             advertise: None,
             data_dir: PathBuf::from("./data"),
             seeds: Vec::new(),
+            capacity: 1,
+            zone: None,
             replicas: None,
             partitions: 64,
             vnodes: quorumkv_ring::RingParams::default().vnodes,
@@ -193,6 +203,16 @@ impl Config {
         }
         if self.aae_rebuild_interval_s == 0 {
             return err("aae_rebuild_interval_s", "must be at least 1");
+        }
+        if self.capacity == 0 || self.capacity > quorumkv_ring::MAX_WEIGHT {
+            return err("capacity", "must be between 1 and 1000000");
+        }
+        if let Some(zone) = &self.zone
+            && (zone.is_empty()
+                || zone.len() > quorumkv_ring::MAX_ZONE_LEN
+                || zone.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return err("zone", "must be 1 to 64 bytes without spaces");
         }
         if self.peer_max_in_flight == 0 {
             return err("peer_max_in_flight", "must be at least 1");

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use quorumkv_ring::{NodeId, Ring, RingParams};
+use quorumkv_ring::{MemberSpec, NodeId, Ring, RingParams};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
@@ -27,6 +27,17 @@ pub struct MemberInfo {
     pub peer_addr: String,
     /// Where clients reach it.
     pub api_addr: String,
+    /// Its weight in placement: its share of the partitions is proportional to it.
+    pub capacity: u32,
+    /// Its failure domain (rack, data centre): replicas spread over zones first.
+    pub zone: Option<String>,
+}
+
+impl MemberInfo {
+    /// The member as placement sees it.
+    pub fn spec(&self) -> MemberSpec {
+        MemberSpec::new(self.node_id.clone(), self.capacity, self.zone.clone())
+    }
 }
 
 /// Cluster-wide parameters every member must share.
@@ -100,7 +111,7 @@ impl Layout {
     pub fn first(params: ClusterParams, members: &[MemberInfo]) -> Result<Layout, Error> {
         let ring_params =
             RingParams { partitions: params.partitions, replicas: params.replicas, vnodes: params.vnodes };
-        let ring = Ring::new(ring_params, 1, members.iter().map(|m| m.node_id.clone()))
+        let ring = Ring::new(ring_params, 1, members.iter().map(MemberInfo::spec))
             .map_err(|e| Error::bad("invalid_layout", e.to_string()))?;
         let addresses = members
             .iter()
@@ -155,7 +166,7 @@ impl Layout {
                             format!("`{}` is a member already", node.node_id),
                         ));
                     }
-                    ring = ring.with_member(node.node_id.clone(), version).map_err(bad)?;
+                    ring = ring.with_member(node.spec(), version).map_err(bad)?;
                     addresses.insert(node.node_id.clone(), Addresses::of(node));
                 }
                 Change::Leave { node } | Change::Remove { node } => {
@@ -168,7 +179,7 @@ impl Layout {
                     if addresses.remove(old).is_none() {
                         return Err(Error::bad("invalid_layout_change", format!("`{old}` is not a member")));
                     }
-                    ring = ring.with_replacement(old, new.node_id.clone(), version).map_err(bad)?;
+                    ring = ring.with_replacement(old, new.spec(), version).map_err(bad)?;
                     addresses.insert(new.node_id.clone(), Addresses::of(new));
                 }
             }
@@ -189,6 +200,12 @@ impl Layout {
             ));
         }
         Ok(Layout { ring, addresses })
+    }
+
+    /// The next version with nothing changed: what resolves a conflict, two layouts of
+    /// one version, in favour of this one.
+    pub fn superseding(&self) -> Layout {
+        Layout { ring: self.ring.with_version(self.version() + 1), addresses: self.addresses.clone() }
     }
 
     /// A fingerprint of the whole layout: two layouts of one version must have the same.
@@ -226,6 +243,8 @@ mod tests {
             incarnation: 1,
             peer_addr: format!("{id}:1"),
             api_addr: format!("{id}:2"),
+            capacity: 1,
+            zone: None,
         }
     }
 

@@ -105,6 +105,12 @@ struct NodeArgs {
     /// Merkle tree rebuild interval in seconds [default: 3600].
     #[arg(long, env = "QUORUMKV_AAE_REBUILD_INTERVAL_S")]
     aae_rebuild_interval_s: Option<u64>,
+    /// This node's weight in placement (its share of partitions is proportional) [default: 1].
+    #[arg(long, env = "QUORUMKV_CAPACITY")]
+    capacity: Option<u32>,
+    /// This node's zone (rack, data centre): replicas spread over zones.
+    #[arg(long, env = "QUORUMKV_ZONE")]
+    zone: Option<String>,
     /// Anti-entropy and partition transfers, MiB per second at most; 0: no limit [default: 8].
     #[arg(long, env = "QUORUMKV_TRANSFER_RATE_MIB")]
     transfer_rate_mib: Option<u64>,
@@ -171,8 +177,12 @@ impl NodeArgs {
             aae_interval_ms,
             aae_rebuild_interval_s,
             transfer_rate_mib,
-            tombstone_grace_ms
+            tombstone_grace_ms,
+            capacity
         );
+        if self.zone.is_some() {
+            c.zone = self.zone;
+        }
         if self.node_id.is_some() {
             c.node_id = self.node_id;
         }
@@ -313,6 +323,8 @@ mod tests {
             "--aae-interval-ms=94",
             "--aae-rebuild-interval-s=93",
             "--transfer-rate-mib=90",
+            "--capacity=4",
+            "--zone=rack-2",
             "--tombstone-grace-ms=92",
         ])
         .expect("parses");
@@ -345,6 +357,8 @@ mod tests {
             aae_interval_ms: 94,
             aae_rebuild_interval_s: 93,
             transfer_rate_mib: 90,
+            capacity: 4,
+            zone: Some("rack-2".into()),
             tombstone_grace_ms: 92,
             ..Config::default()
         };

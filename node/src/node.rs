@@ -95,6 +95,8 @@ impl Node {
             incarnation: identity.incarnation,
             peer_addr: config.peer_advertise.clone().unwrap_or(peer_addr),
             api_addr: config.advertise.clone().unwrap_or(api_addr),
+            capacity: config.capacity,
+            zone: config.zone.clone(),
         };
         let params = ClusterParams {
             partitions: config.partitions,

@@ -73,6 +73,24 @@ pub enum RingError {
         /// The node.
         node: crate::NodeId,
     },
+    /// A member's weight is 0 or above [`MAX_WEIGHT`](crate::MAX_WEIGHT).
+    InvalidWeight {
+        /// The member.
+        node: crate::NodeId,
+        /// The rejected weight.
+        weight: u32,
+    },
+    /// A member's zone is empty or longer than
+    /// [`MAX_ZONE_LEN`](crate::MAX_ZONE_LEN) bytes.
+    InvalidZone {
+        /// The member.
+        node: crate::NodeId,
+    },
+    /// A received ring does not have one weight and one zone per member.
+    WrongMemberAttributes {
+        /// How many members it has.
+        members: usize,
+    },
     /// A change adds a node that is a member already.
     AlreadyMember {
         /// The node.
@@ -98,6 +116,18 @@ impl fmt::Display for RingError {
                 "invalid ring parameter `vnodes` = {vnodes}: must be from 1 to {}",
                 crate::MAX_VNODES
             ),
+            Self::InvalidWeight { node, weight } => {
+                write!(f, "invalid weight {weight} for `{node}`: must be from 1 to {}", crate::MAX_WEIGHT)
+            }
+            Self::InvalidZone { node } => {
+                write!(f, "invalid zone for `{node}`: a zone name must be 1 to {} bytes", crate::MAX_ZONE_LEN)
+            }
+            Self::WrongMemberAttributes { members } => {
+                write!(
+                    f,
+                    "invalid ring: it must carry one weight and one zone for each of its {members} members"
+                )
+            }
             Self::NoMembers => f.write_str("a ring needs at least one member"),
             Self::TooManyMembers { members } => write!(
                 f,

@@ -34,6 +34,12 @@
 //! very few tokens per node they sometimes cannot (see
 //! [`Ring::without_member`]).
 //!
+//! Members may carry a weight and a zone ([`MemberSpec`]): shares are then
+//! proportional to the weights, and every partition's primaries span
+//! `min(N', zones)` zones; zone spread wins where both cannot hold (see the
+//! `claim` module). Bare [`NodeId`]s are members of weight 1 in one zone, for
+//! which all of the above is exactly the unweighted rule.
+//!
 //! [`Ring::new`] is a pure function of the parameters and the member set: it
 //! takes the walk's first N' members as primaries and moves the fewest slots
 //! that balance them, each under-loaded member taking the partitions where it
@@ -67,4 +73,7 @@ pub mod ring;
 pub use error::RingError;
 pub use hash::{key_hash, key_partition, partition_of};
 pub use quorum::{Quorum, QuorumError};
-pub use ring::{MAX_MEMBERS, MAX_PARTITIONS, MAX_VNODES, NodeId, PartitionChange, Ring, RingParams};
+pub use ring::{
+    MAX_MEMBERS, MAX_PARTITIONS, MAX_VNODES, MAX_WEIGHT, MAX_ZONE_LEN, MemberSpec, NodeId, PartitionChange,
+    Ring, RingParams,
+};

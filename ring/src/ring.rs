@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::claim::{self, Primaries, Walk};
+use crate::claim::{self, Pool, Primaries, Walk};
 use crate::error::RingError;
 use crate::hash::key_partition;
 
@@ -16,6 +16,10 @@ pub const MAX_VNODES: u32 = 4096;
 /// Largest accepted number of members (2^16): the wire form names members by
 /// `u16` index.
 pub const MAX_MEMBERS: usize = 1 << 16;
+/// Largest accepted member weight.
+pub const MAX_WEIGHT: u32 = 1_000_000;
+/// Longest accepted zone name, in bytes.
+pub const MAX_ZONE_LEN: usize = 64;
 
 /// The identity of a physical node, e.g. `"node-1"` or `"10.0.0.1:7071"`.
 ///
@@ -47,6 +51,47 @@ impl From<&str> for NodeId {
 impl From<String> for NodeId {
     fn from(id: String) -> Self {
         Self(id)
+    }
+}
+
+/// A member as placement sees it: its id, its weight (capacity) and its zone.
+///
+/// A member's share of the partitions is proportional to its weight (use one
+/// unit on every member, e.g. GiB of disk); replicas of a partition are
+/// spread over as many zones as N allows (see the crate docs). Members
+/// without a zone share one unnamed zone. A bare [`NodeId`] converts to a
+/// member of weight 1 without a zone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberSpec {
+    /// The member.
+    pub id: NodeId,
+    /// Its weight, `1..=MAX_WEIGHT`.
+    pub weight: u32,
+    /// Its zone (a rack, a data centre), 1 to [`MAX_ZONE_LEN`] bytes.
+    pub zone: Option<String>,
+}
+
+impl MemberSpec {
+    /// A member of `weight` in `zone`.
+    #[must_use]
+    pub fn new(id: impl Into<NodeId>, weight: u32, zone: Option<String>) -> MemberSpec {
+        MemberSpec { id: id.into(), weight, zone }
+    }
+
+    fn check(&self) -> Result<(), RingError> {
+        if self.weight == 0 || self.weight > MAX_WEIGHT {
+            return Err(RingError::InvalidWeight { node: self.id.clone(), weight: self.weight });
+        }
+        if self.zone.as_ref().is_some_and(|z| z.is_empty() || z.len() > MAX_ZONE_LEN) {
+            return Err(RingError::InvalidZone { node: self.id.clone() });
+        }
+        Ok(())
+    }
+}
+
+impl From<NodeId> for MemberSpec {
+    fn from(id: NodeId) -> Self {
+        MemberSpec { id, weight: 1, zone: None }
     }
 }
 
@@ -137,6 +182,9 @@ pub struct Ring {
     params: RingParams,
     /// Sorted, no duplicates, never empty, at most [`MAX_MEMBERS`].
     members: Vec<NodeId>,
+    /// Each member's weight and zone, in member order.
+    weights: Vec<u32>,
+    zones: Vec<Option<String>>,
     /// Effective N: `min(params.replicas, members.len())`.
     replicas: usize,
     /// Every partition's primaries, `replicas` indices into `members` each.
@@ -153,6 +201,10 @@ struct RingRepr {
     params: RingParams,
     /// Sorted, no duplicates.
     members: Vec<NodeId>,
+    /// Each member's weight, in member order.
+    weights: Vec<u32>,
+    /// Each member's zone, in member order.
+    zones: Vec<Option<String>>,
     /// For every partition, its primaries in preference order, as indices
     /// into `members`.
     primaries: Vec<Vec<u16>>,
@@ -161,7 +213,14 @@ struct RingRepr {
 impl From<Ring> for RingRepr {
     fn from(ring: Ring) -> Self {
         let primaries = (0..ring.primaries.partitions()).map(|p| ring.primaries.row(p).to_vec()).collect();
-        Self { version: ring.version, params: ring.params, members: ring.members, primaries }
+        Self {
+            version: ring.version,
+            params: ring.params,
+            members: ring.members,
+            weights: ring.weights,
+            zones: ring.zones,
+            primaries,
+        }
     }
 }
 
@@ -169,7 +228,7 @@ impl TryFrom<RingRepr> for Ring {
     type Error = RingError;
 
     fn try_from(repr: RingRepr) -> Result<Self, RingError> {
-        let RingRepr { version, params, members, primaries: rows } = repr;
+        let RingRepr { version, params, members, weights, zones, primaries: rows } = repr;
         params.validate()?;
         if members.is_empty() {
             return Err(RingError::NoMembers);
@@ -180,12 +239,24 @@ impl TryFrom<RingRepr> for Ring {
         if !members.windows(2).all(|w| w[0] < w[1]) {
             return Err(RingError::UnsortedMembers);
         }
+        if weights.len() != members.len() || zones.len() != members.len() {
+            return Err(RingError::WrongMemberAttributes { members: members.len() });
+        }
+        let specs: Vec<MemberSpec> = members
+            .into_iter()
+            .zip(weights)
+            .zip(zones)
+            .map(|((id, weight), zone)| MemberSpec { id, weight, zone })
+            .collect();
+        for spec in &specs {
+            spec.check()?;
+        }
         if rows.len() != params.partitions as usize {
             return Err(RingError::WrongPartitionCount { expected: params.partitions, found: rows.len() });
         }
-        let width = params.replicas.min(members.len());
+        let width = params.replicas.min(specs.len());
         // seen[m] == partition + 1 once m is met in that partition's row.
-        let mut seen = vec![0u32; members.len()];
+        let mut seen = vec![0u32; specs.len()];
         let mut slots = Vec::with_capacity(rows.len() * width);
         for (partition, row) in (0u32..).zip(&rows) {
             if row.len() != width {
@@ -202,15 +273,16 @@ impl TryFrom<RingRepr> for Ring {
             }
             slots.extend_from_slice(row);
         }
-        let walk = Walk::new(&members, params.partitions, params.vnodes);
-        Ok(Ring::assemble(params, version, members, &walk, Primaries::from_rows(width, slots)))
+        Ok(Ring::assemble(params, version, specs, Primaries::from_rows(width, slots)))
     }
 }
 
 impl Ring {
     /// Builds the balanced ring of `version` for a member set.
     ///
-    /// The order of `members` does not matter and duplicates are ignored: the
+    /// Members are [`MemberSpec`]s or bare [`NodeId`]s (weight 1, no zone).
+    /// The order of `members` does not matter and duplicates are ignored (the
+    /// first spec of an id wins): the
     /// result is a pure function of the parameters and the member set, the
     /// same in every process. It starts from the clockwise walk of the
     /// hash ring and moves the fewest primary slots that balance it (see the
@@ -220,26 +292,30 @@ impl Ring {
     /// # Errors
     ///
     /// The errors of [`RingParams::validate`], [`RingError::NoMembers`] if
-    /// `members` is empty and [`RingError::TooManyMembers`] above
-    /// [`MAX_MEMBERS`].
+    /// `members` is empty, [`RingError::TooManyMembers`] above
+    /// [`MAX_MEMBERS`], [`RingError::InvalidWeight`] and
+    /// [`RingError::InvalidZone`].
     pub fn new(
         params: RingParams,
         version: u64,
-        members: impl IntoIterator<Item = NodeId>,
+        members: impl IntoIterator<Item = impl Into<MemberSpec>>,
     ) -> Result<Ring, RingError> {
         params.validate()?;
-        let mut members: Vec<NodeId> = members.into_iter().collect();
-        members.sort_unstable();
-        members.dedup();
-        if members.is_empty() {
+        let mut specs: Vec<MemberSpec> = members.into_iter().map(Into::into).collect();
+        specs.sort_by(|a, b| a.id.cmp(&b.id));
+        specs.dedup_by(|later, first| later.id == first.id);
+        if specs.is_empty() {
             return Err(RingError::NoMembers);
         }
-        if members.len() > MAX_MEMBERS {
-            return Err(RingError::TooManyMembers { members: members.len() });
+        if specs.len() > MAX_MEMBERS {
+            return Err(RingError::TooManyMembers { members: specs.len() });
         }
-        let walk = Walk::new(&members, params.partitions, params.vnodes);
-        let primaries = claim::balanced(&walk, params.replicas.min(members.len()));
-        Ok(Ring::assemble(params, version, members, &walk, primaries))
+        for spec in &specs {
+            spec.check()?;
+        }
+        let (walk, pool) = Ring::placement(params, &specs);
+        let primaries = claim::balanced(&walk, &pool, params.replicas.min(specs.len()));
+        Ok(Ring::assemble_with(params, version, specs, &walk, primaries))
     }
 
     /// The ring of `version` after `node` joins: the join operation.
@@ -259,25 +335,28 @@ impl Ring {
     /// # Errors
     ///
     /// [`RingError::TooManyMembers`] if the ring already has
-    /// [`MAX_MEMBERS`].
-    pub fn with_member(&self, node: NodeId, version: u64) -> Result<Ring, RingError> {
-        let at = match self.members.binary_search(&node) {
+    /// [`MAX_MEMBERS`]; [`RingError::InvalidWeight`] and
+    /// [`RingError::InvalidZone`].
+    pub fn with_member(&self, node: impl Into<MemberSpec>, version: u64) -> Result<Ring, RingError> {
+        let node = node.into();
+        let at = match self.members.binary_search(&node.id) {
             Ok(_) => return Ok(self.with_version(version)),
             Err(at) => at,
         };
+        node.check()?;
         if self.members.len() >= MAX_MEMBERS {
             return Err(RingError::TooManyMembers { members: self.members.len() + 1 });
         }
-        let mut members = self.members.clone();
-        members.insert(at, node);
+        let mut specs = self.specs();
+        specs.insert(at, node);
         // at < members.len() <= MAX_MEMBERS = 2^16.
         let joined = at as u16;
         let mut old = self.primaries.clone();
         old.renumber(|m| if m >= joined { m + 1 } else { m });
-        let walk = Walk::new(&members, self.params.partitions, self.params.vnodes);
-        let width = self.params.replicas.min(members.len());
-        let primaries = claim::join(&walk, &old, width, joined);
-        Ok(Ring::assemble(self.params, version, members, &walk, primaries))
+        let (walk, pool) = Ring::placement(self.params, &specs);
+        let width = self.params.replicas.min(specs.len());
+        let primaries = claim::join(&walk, &pool, &old, width, joined);
+        Ok(Ring::assemble_with(self.params, version, specs, &walk, primaries))
     }
 
     /// The ring of `version` after `node` leaves.
@@ -310,36 +389,45 @@ impl Ring {
         if self.members.len() == 1 {
             return Err(RingError::NoMembers);
         }
-        let mut members = self.members.clone();
-        members.remove(at);
+        let mut specs = self.specs();
+        specs.remove(at);
         // at < members.len() <= MAX_MEMBERS = 2^16.
         let left = at as u16;
-        let walk = Walk::new(&members, self.params.partitions, self.params.vnodes);
-        let width = self.params.replicas.min(members.len());
+        let (walk, pool) = Ring::placement(self.params, &specs);
+        let width = self.params.replicas.min(specs.len());
         let primaries =
-            claim::leave(&walk, &self.primaries, width, left, |m| if m > left { m - 1 } else { m });
-        Ok(Ring::assemble(self.params, version, members, &walk, primaries))
+            claim::leave(&walk, &pool, &self.primaries, width, left, |m| if m > left { m - 1 } else { m });
+        Ok(Ring::assemble_with(self.params, version, specs, &walk, primaries))
     }
 
     /// The ring of `version` after `new` takes `old`'s place: every partition `old` was a
     /// primary of has `new` there instead, in the same position; nothing else moves.
-    /// Fallbacks are recomputed (they follow the walk, which depends on the names).
+    /// Fallbacks are recomputed (they follow the walk, which depends on the names). `new`
+    /// brings its own weight and zone, but the slots stay exactly `old`'s: a replacement
+    /// in another zone, or of another weight, is the operator's choice.
     ///
     /// # Errors
     ///
     /// [`RingError::UnknownMember`] if `old` is not a member, [`RingError::AlreadyMember`]
-    /// if `new` already is.
-    pub fn with_replacement(&self, old: &NodeId, new: NodeId, version: u64) -> Result<Ring, RingError> {
+    /// if `new` already is; [`RingError::InvalidWeight`] and [`RingError::InvalidZone`].
+    pub fn with_replacement(
+        &self,
+        old: &NodeId,
+        new: impl Into<MemberSpec>,
+        version: u64,
+    ) -> Result<Ring, RingError> {
+        let new = new.into();
         let Ok(old_at) = self.members.binary_search(old) else {
             return Err(RingError::UnknownMember { node: old.clone() });
         };
-        let Err(new_at) = self.members.binary_search(&new) else {
-            return Err(RingError::AlreadyMember { node: new });
+        let Err(new_at) = self.members.binary_search(&new.id) else {
+            return Err(RingError::AlreadyMember { node: new.id });
         };
-        let mut members = self.members.clone();
-        members.remove(old_at);
+        new.check()?;
+        let mut specs = self.specs();
+        specs.remove(old_at);
         let new_at = if new_at > old_at { new_at - 1 } else { new_at };
-        members.insert(new_at, new);
+        specs.insert(new_at, new);
         // Indices shift between the two positions; `old` itself becomes `new`.
         let (old_at, new_at) = (old_at as u16, new_at as u16);
         let mut primaries = self.primaries.clone();
@@ -354,23 +442,72 @@ impl Ring {
                 m
             }
         });
-        let walk = Walk::new(&members, self.params.partitions, self.params.vnodes);
-        Ok(Ring::assemble(self.params, version, members, &walk, primaries))
+        Ok(Ring::assemble(self.params, version, specs, primaries))
     }
 
-    fn with_version(&self, version: u64) -> Ring {
+    /// Every member's spec, in member order.
+    #[must_use]
+    pub fn specs(&self) -> Vec<MemberSpec> {
+        (0..self.members.len())
+            .map(|m| MemberSpec {
+                id: self.members[m].clone(),
+                weight: self.weights[m],
+                zone: self.zones[m].clone(),
+            })
+            .collect()
+    }
+
+    /// A member's weight; `None` for a stranger.
+    #[must_use]
+    pub fn weight(&self, node: &NodeId) -> Option<u32> {
+        self.members.binary_search(node).ok().map(|m| self.weights[m])
+    }
+
+    /// A member's zone; `None` for a stranger or a member without one.
+    #[must_use]
+    pub fn zone(&self, node: &NodeId) -> Option<&str> {
+        self.members.binary_search(node).ok().and_then(|m| self.zones[m].as_deref())
+    }
+
+    /// The walk and the claim's view of a sorted member set.
+    fn placement(params: RingParams, specs: &[MemberSpec]) -> (Walk, Pool) {
+        let ids: Vec<NodeId> = specs.iter().map(|s| s.id.clone()).collect();
+        let walk = Walk::new(&ids, params.partitions, params.vnodes);
+        let zones: Vec<&str> = specs.iter().map(|s| s.zone.as_deref().unwrap_or("")).collect();
+        let pool = Pool::new(specs.iter().map(|s| s.weight).collect(), &zones);
+        (walk, pool)
+    }
+
+    /// The same ring under another version (what a layout that supersedes a conflicting
+    /// one of its own version carries).
+    #[must_use]
+    pub fn with_version(&self, version: u64) -> Ring {
         Ring { version, ..self.clone() }
     }
 
     /// The ring of an assignment: each partition's primaries, then the other
     /// members in walk order.
-    fn assemble(
+    fn assemble(params: RingParams, version: u64, specs: Vec<MemberSpec>, primaries: Primaries) -> Ring {
+        let (walk, _) = Ring::placement(params, &specs);
+        Ring::assemble_with(params, version, specs, &walk, primaries)
+    }
+
+    /// [`assemble`](Ring::assemble) with the walk already made.
+    fn assemble_with(
         params: RingParams,
         version: u64,
-        members: Vec<NodeId>,
+        specs: Vec<MemberSpec>,
         walk: &Walk,
         primaries: Primaries,
     ) -> Ring {
+        let mut members = Vec::with_capacity(specs.len());
+        let mut weights = Vec::with_capacity(specs.len());
+        let mut zones = Vec::with_capacity(specs.len());
+        for spec in specs {
+            members.push(spec.id);
+            weights.push(spec.weight);
+            zones.push(spec.zone);
+        }
         let width = members.len();
         let mut table = Vec::with_capacity(primaries.partitions() * width);
         let mut is_primary = vec![false; width];
@@ -389,7 +526,7 @@ impl Ring {
                 is_primary[usize::from(m)] = false;
             }
         }
-        Ring { version, params, replicas: primaries.width(), members, primaries, table }
+        Ring { version, params, replicas: primaries.width(), members, weights, zones, primaries, table }
     }
 
     /// The ring's version; a higher version supersedes a lower one.
@@ -769,7 +906,7 @@ mod tests {
             Ring::new(params(5, 3, 64), 1, ids(&["a"])),
             Err(RingError::InvalidPartitions { partitions: 5 })
         );
-        assert_eq!(Ring::new(RingParams::default(), 1, Vec::new()), Err(RingError::NoMembers));
+        assert_eq!(Ring::new(RingParams::default(), 1, Vec::<NodeId>::new()), Err(RingError::NoMembers));
         let crowd = (0..=MAX_MEMBERS).map(|i| NodeId(i.to_string()));
         assert_eq!(
             Ring::new(RingParams::default(), 1, crowd),
@@ -866,7 +1003,7 @@ mod tests {
     #[test]
     fn joining_twice_or_leaving_as_a_stranger_only_bumps_the_version() {
         let ring = Ring::new(params(64, 3, 16), 1, ids(&["a", "b", "c", "d"])).unwrap();
-        let again = ring.with_member("b".into(), 2).unwrap();
+        let again = ring.with_member(NodeId::from("b"), 2).unwrap();
         assert_eq!(again.version(), 2);
         assert!(ring.diff(&again).is_empty());
         assert_eq!(again.with_version(1), ring);
@@ -914,7 +1051,7 @@ mod tests {
         // its wire form must bring back the history, not recompute it.
         let ring = Ring::new(params(16, 3, 32), 9, ids(&["a", "b", "c", "d"]))
             .unwrap()
-            .with_member("e".into(), 10)
+            .with_member(NodeId::from("e"), 10)
             .unwrap();
         let fresh = Ring::new(params(16, 3, 32), 10, ring.members().to_vec()).unwrap();
         assert_ne!(ring, fresh, "pick members whose histories differ");

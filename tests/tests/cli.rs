@@ -261,7 +261,10 @@ async fn an_operator_grows_the_cluster_with_the_layout_commands() {
     let shown = cli(first, &["admin", "layout"]).ok().out();
     assert!(shown.contains("layout version 1") && shown.contains("nothing staged"), "{shown}");
 
-    let new = c.add_node(3, &[]).await;
+    // The newcomer has twice the others' capacity: 2/5 of the 192 slots would be 76.8,
+    // more than one copy of every partition, so it holds all 64 and the others share the
+    // remaining 128.
+    let new = c.add_node(3, &["--capacity", "2"]).await;
     let first = &c.nodes[0];
     // A member that is up cannot be removed; an unknown node cannot join.
     let refused = cli(first, &["admin", "layout", "remove", "node-2"]);
@@ -273,9 +276,25 @@ async fn an_operator_grows_the_cluster_with_the_layout_commands() {
 
     let staged = cli(first, &["admin", "layout", "join", "node-4"]).ok().out();
     assert!(staged.contains("join node-4") && staged.contains("partition(s) move"), "{staged}");
+    let table = cli(first, &["admin", "layout", "plan"]).ok().out();
+    let row = table.lines().find(|l| l.trim_start().starts_with("node-4")).unwrap_or_default().to_string();
+    assert!(
+        row.contains(" 2 ") && row.ends_with("- -> 64"),
+        "node-4: capacity 2, then every partition: {table}"
+    );
     let plan = cli(first, &["--json", "admin", "layout", "plan"]).ok().json();
+    let placed = plan["plan"]["placement"].as_array().expect("placement");
+    let newcomer = placed.iter().find(|m| m["node_id"] == "node-4").expect("node-4 placed");
+    assert_eq!(newcomer["capacity"], 2);
+    assert_eq!(newcomer["partitions"], 64, "{newcomer}");
+    assert!(
+        placed
+            .iter()
+            .filter(|m| m["node_id"] != "node-4")
+            .all(|m| m["partitions"] == 42 || m["partitions"] == 43)
+    );
     let moving = plan["plan"]["partitions_moving"].as_u64().expect("moving");
-    assert!(moving > 0 && moving < 64, "{plan}");
+    assert_eq!(moving, 64, "node-4 gains a copy of every partition: {plan}");
     assert!(
         plan["plan"]["moves"]
             .as_array()

@@ -752,10 +752,12 @@ async fn settled(c: &InProcess, running: &[usize], acked: &[(String, String)]) {
         Some(())
     })
     .await;
-    // N distinct replicas per partition, and primary slots as balanced as the claim says.
-    let members = ring.members().len();
-    let (lo, hi) = ((64 * 3) / members, (64usize * 3).div_ceil(members));
+    // N distinct replicas per partition, and primary slots as balanced as the claim says:
+    // each member's share of the 192 slots in proportion to its capacity.
+    let total: u32 = ring.members().iter().filter_map(|n| ring.weight(n)).sum();
     for n in ring.members() {
+        let share = f64::from(64 * 3 * ring.weight(n).expect("a member")) / f64::from(total);
+        let (lo, hi) = (share.floor() as usize, share.ceil() as usize);
         let owned = ring.partitions_of(n).len();
         assert!((lo..=hi).contains(&owned), "{n} holds {owned} partitions, expected {lo} to {hi}");
     }
@@ -891,6 +893,66 @@ async fn the_cluster_grows_shrinks_and_replaces_nodes_under_load_without_losing_
     // A change that would leave fewer than N members is refused.
     let e = c.node(0).cluster.stage(StageOp::Leave(NodeId(name(1)))).expect_err("fewer than N");
     assert!(e.to_string().contains("fewer than N"), "{e}");
+    c.stop_all().await;
+}
+
+/// The distinct zones among each partition's replicas.
+fn zone_spread(ring: &quorumkv_ring::Ring) -> Vec<usize> {
+    (0..64)
+        .map(|p| {
+            let mut zones: Vec<Option<&str>> = ring.primaries(p).iter().map(|n| ring.zone(n)).collect();
+            zones.sort_unstable();
+            zones.dedup();
+            zones.len()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn each_nodes_capacity_and_zone_shape_the_layout_and_a_join() {
+    use quorumkv_node::cluster::StageOp;
+    // Six nodes in two zones; node-1 has twice the capacity of the others.
+    let mut c = InProcess::start(6, 3, |c| {
+        let i = index_of(&NodeId(c.node_id.clone().expect("an id")));
+        c.zone = Some(if i.is_multiple_of(2) { "zone-a" } else { "zone-b" }.into());
+        c.capacity = if i == 0 { 2 } else { 1 };
+    })
+    .await;
+    let layout = c.node(3).cluster.layout().expect("a layout");
+    let ring = layout.ring();
+    assert_eq!(ring.weight(&NodeId(name(0))), Some(2));
+    assert_eq!(ring.zone(&NodeId(name(1))), Some("zone-b"));
+    assert!(zone_spread(ring).iter().all(|&z| z == 2), "every partition has copies in both zones");
+    // 192 slots, weights 2+1+1+1+1+1: node-1 holds 2/7 of them, the others 1/7.
+    assert!((54..=55).contains(&ring.partitions_of(&NodeId(name(0))).len()));
+    assert!((1..6).all(|i| (27..=28).contains(&ring.partitions_of(&NodeId(name(i))).len())));
+    let status = c.node(0).status_json().await;
+    let me =
+        status["members"].as_array().expect("members").iter().find(|m| m["node_id"] == "node-1").cloned();
+    assert_eq!(me.map(|m| (m["capacity"].clone(), m["zone"].clone())), Some((2.into(), "zone-a".into())));
+
+    let mut acked = Vec::new();
+    for i in 0..50 {
+        let (key, value) = (format!("z{i}"), format!("v{i}"));
+        c.put(i % 6, &key, &value, 2, true, &none()).await.expect("w=2");
+        acked.push((key, value));
+    }
+    // A node of capacity 3 joins zone-b: it takes 3/10 of the slots, and the spread holds.
+    let new = c
+        .add(|c| {
+            c.capacity = 3;
+            c.zone = Some("zone-b".into());
+        })
+        .await;
+    eventually("the new node has greeted a member", Duration::from_secs(10), || async {
+        c.node(0).cluster.stage(StageOp::Join(NodeId(name(new)))).ok()
+    })
+    .await;
+    c.node(0).cluster.commit().await.expect("commit");
+    settled(&c, &(0..=new).collect::<Vec<_>>(), &acked).await;
+    let ring = c.node(new).cluster.layout().expect("a layout").ring().clone();
+    assert!((57..=58).contains(&ring.partitions_of(&NodeId(name(new))).len()));
+    assert!(zone_spread(&ring).iter().all(|&z| z == 2));
     c.stop_all().await;
 }
 
@@ -1043,6 +1105,8 @@ async fn two_layouts_of_one_version_are_a_conflict_that_is_reported_not_mixed() 
         incarnation: 1,
         peer_addr: id.to_string(),
         api_addr: id.to_string(),
+        capacity: 1,
+        zone: None,
     };
     // Two operators commit different changes through different nodes at once.
     let a = v1.apply(&[Change::Join { node: stranger("x") }]).expect("a");
@@ -1059,5 +1123,27 @@ async fn two_layouts_of_one_version_are_a_conflict_that_is_reported_not_mixed() 
     // Neither node took the other's layout.
     assert_eq!(c.node(0).cluster.layout().expect("layout").digest(), a.digest());
     assert_eq!(c.node(1).cluster.layout().expect("layout").digest(), b.digest());
+    // The operator settles it: a commit with nothing staged on node-2 makes b's layout
+    // the next version, which every node takes, node-1 included.
+    eventually("node-2 has seen the conflict", Duration::from_secs(20), || async {
+        c.node(1).status_json().await["layout"]["conflict"].is_string().then_some(())
+    })
+    .await;
+    let version = c.node(1).cluster.commit().await.expect("the commit resolves the conflict");
+    assert_eq!(version, b.version() + 1);
+    eventually("every node holds the winning layout, with no conflict", Duration::from_secs(20), || async {
+        for i in 0..3 {
+            let layout = c.node(i).cluster.layout()?;
+            let status = c.node(i).status_json().await;
+            if layout.version() != version
+                || !layout.is_member(&NodeId::from("y"))
+                || !status["layout"]["conflict"].is_null()
+            {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
     c.stop_all().await;
 }

@@ -423,6 +423,7 @@ async fn layout(client: &Client, command: Option<LayoutCommand>, as_json: bool) 
         v["replicas"],
         names(&v["members"])
     );
+    out.push_str(&placement_table(&v["placement"], &v["plan"]["placement"]));
     let staged = v["staged"].as_array().cloned().unwrap_or_default();
     if staged.is_empty() {
         out.push_str("nothing staged\n");
@@ -472,6 +473,40 @@ async fn layout(client: &Client, command: Option<LayoutCommand>, as_json: bool) 
         }
     }
     Ok(out.into_bytes())
+}
+
+/// Each member's capacity, zone and primary partitions, now and (with a plan) after it.
+fn placement_table(now: &Json, planned: &Json) -> String {
+    let row = |m: &Json| -> (String, String, String) {
+        (
+            m["node_id"].as_str().unwrap_or("?").to_string(),
+            m["capacity"].to_string(),
+            m["zone"].as_str().unwrap_or("-").to_string(),
+        )
+    };
+    let count = |list: &Json, id: &str| -> String {
+        list.as_array()
+            .and_then(|l| l.iter().find(|m| m["node_id"] == id))
+            .map_or("-".to_string(), |m| m["partitions"].to_string())
+    };
+    let mut members: Vec<(String, String, String)> = Vec::new();
+    for m in now.as_array().into_iter().chain(planned.as_array()).flatten() {
+        let r = row(m);
+        if !members.iter().any(|x| x.0 == r.0) {
+            members.push(r);
+        }
+    }
+    members.sort();
+    let width = members.iter().map(|m| m.0.len()).max().unwrap_or(4).max(4);
+    let mut out = format!("  {:<width$}  CAPACITY  ZONE        PARTITIONS\n", "NODE");
+    for (id, capacity, zone) in &members {
+        let mut partitions = count(now, id);
+        if !planned.is_null() {
+            partitions = format!("{partitions} -> {}", count(planned, id));
+        }
+        out.push_str(&format!("  {id:<width$}  {capacity:<8}  {zone:<10}  {partitions}\n"));
+    }
+    out
 }
 
 fn pretty(v: &Json) -> Vec<u8> {

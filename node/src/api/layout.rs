@@ -8,7 +8,7 @@
 //! …/cancel` drops them. Staged changes live on the node they were sent to.
 
 use hyper::{Method, StatusCode};
-use quorumkv_ring::NodeId;
+use quorumkv_ring::{NodeId, Ring};
 use serde_json::{Value, json};
 
 use super::{Body, response};
@@ -53,6 +53,17 @@ pub async fn handle(
     Ok(response::json(StatusCode::OK, &view(state).await?))
 }
 
+/// Every member's capacity, zone and the partitions it is a primary of.
+fn placement(ring: &Ring) -> Vec<Value> {
+    ring.specs()
+        .into_iter()
+        .map(|m| {
+            let partitions = ring.partitions_of(&m.id).len();
+            json!({"node_id": m.id, "capacity": m.weight, "zone": m.zone, "partitions": partitions})
+        })
+        .collect()
+}
+
 /// The layout in force, the staged changes and the plan.
 async fn view(state: &NodeState) -> Result<Value, Error> {
     let cluster = &state.cluster;
@@ -83,6 +94,7 @@ async fn view(state: &NodeState) -> Result<Value, Error> {
             json!({
                 "version": next.version(),
                 "members": next.ring().members(),
+                "placement": placement(next.ring()),
                 "partitions_moving": moves.len(),
                 "moves": rows,
             })
@@ -93,6 +105,7 @@ async fn view(state: &NodeState) -> Result<Value, Error> {
         "digest": format!("{:016x}", layout.digest()),
         "replicas": layout.ring().params().replicas,
         "members": layout.ring().members(),
+        "placement": placement(layout.ring()),
         "staged": staged,
         "plan": plan,
     }))

@@ -17,7 +17,7 @@ use crate::key::Key;
 use crate::layout::{ClusterParams, Layout, MemberInfo};
 
 /// Bumped on any incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u8 = 3;
+pub const PROTOCOL_VERSION: u8 = 4;
 
 /// An object that one write sends to several replicas: encoded at most once, the same
 /// bytes going into every message that carries it. Cheap to clone.
@@ -183,7 +183,7 @@ pub enum Response {
     Pong,
     Replica(ReplicaAnswer),
     Batch(Vec<ReplicaAnswer>),
-    Hello(Greeting),
+    Hello(Box<Greeting>),
     /// Anti-entropy answers; `ready` is false while the replica rebuilds its trees.
     Tree {
         ready: bool,
