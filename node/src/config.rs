@@ -10,6 +10,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::quorum::Quorum;
 
+/// A secret from the configuration: never shown by `Debug`, so never logged.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// Shortest cluster secret accepted, in bytes.
+pub const MIN_SECRET_BYTES: usize = 16;
+
 /// Everything a node needs to start. Every field has a default.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -29,6 +43,13 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Peer addresses of other members.
     pub seeds: Vec<String>,
+    /// The secret every member shares (at least 16 bytes): it signs every peer message
+    /// and the causal-context tokens clients carry. Without one (nor a file), a node
+    /// only listens for peers on loopback.
+    pub cluster_secret: Option<Secret>,
+    /// A file holding the cluster secret (surrounding whitespace ignored); wins over
+    /// `cluster_secret`.
+    pub cluster_secret_file: Option<PathBuf>,
     /// This node's weight in placement, 1 to 1000000: its share of the partitions is
     /// proportional to it (use one unit on every node, e.g. GiB of disk). Taken into the
     /// layout when the node becomes a member.
@@ -106,6 +127,8 @@ impl Default for Config {
             advertise: None,
             data_dir: PathBuf::from("./data"),
             seeds: Vec::new(),
+            cluster_secret: None,
+            cluster_secret_file: None,
             capacity: 1,
             zone: None,
             replicas: None,
@@ -152,6 +175,36 @@ impl Config {
     /// Parses a TOML document (unknown fields are an error, so typos are caught).
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError { field: "(file)", message: e.to_string() })
+    }
+
+    /// The cluster secret's bytes: the file's content if a file is configured, else
+    /// `cluster_secret`; `None` without either.
+    ///
+    /// # Errors
+    /// An unreadable file, or a secret shorter than [`MIN_SECRET_BYTES`].
+    pub fn secret(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        let secret = match (&self.cluster_secret_file, &self.cluster_secret) {
+            (Some(path), _) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+                    field: "cluster_secret_file",
+                    message: format!("cannot read {}: {e}", path.display()),
+                })?;
+                text.trim().as_bytes().to_vec()
+            }
+            (None, Some(secret)) => secret.0.as_bytes().to_vec(),
+            (None, None) => return Ok(None),
+        };
+        if secret.len() < MIN_SECRET_BYTES {
+            let field =
+                if self.cluster_secret_file.is_some() { "cluster_secret_file" } else { "cluster_secret" };
+            return Err(ConfigError {
+                field,
+                message: format!(
+                    "the cluster secret must be at least {MIN_SECRET_BYTES} bytes (for example 32 random hex digits: `openssl rand -hex 16`)"
+                ),
+            });
+        }
+        Ok(Some(secret))
     }
 
     /// N for this node: configured, else 3 in a cluster and 1 alone.
@@ -203,6 +256,11 @@ impl Config {
         }
         if self.aae_rebuild_interval_s == 0 {
             return err("aae_rebuild_interval_s", "must be at least 1");
+        }
+        if let Some(secret) = &self.cluster_secret
+            && secret.0.len() < MIN_SECRET_BYTES
+        {
+            return err("cluster_secret", "must be at least 16 bytes");
         }
         if self.capacity == 0 || self.capacity > quorumkv_ring::MAX_WEIGHT {
             return err("capacity", "must be between 1 and 1000000");

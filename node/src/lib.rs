@@ -31,6 +31,7 @@
 //! - [`peer`]: the wire format, the transport seam and the peer client.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`server`]: the HTTP/1.1 listener with graceful drain.
+//! - [`throttle`]: at most one line per interval for log lines others can provoke.
 //! - [`node`]: start-up and shutdown.
 
 pub mod anti_entropy;
@@ -53,6 +54,7 @@ pub mod rpc;
 pub mod server;
 pub mod state;
 pub mod stray;
+pub mod throttle;
 pub mod worker;
 
 pub use config::Config;

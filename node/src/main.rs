@@ -105,6 +105,13 @@ struct NodeArgs {
     /// Merkle tree rebuild interval in seconds [default: 3600].
     #[arg(long, env = "QUORUMKV_AAE_REBUILD_INTERVAL_S")]
     aae_rebuild_interval_s: Option<u64>,
+    /// The secret every member shares, at least 16 bytes (prefer the environment or a file:
+    /// a flag shows in the process list).
+    #[arg(long, env = "QUORUMKV_CLUSTER_SECRET", hide_env_values = true)]
+    cluster_secret: Option<String>,
+    /// A file holding the cluster secret.
+    #[arg(long, env = "QUORUMKV_CLUSTER_SECRET_FILE")]
+    cluster_secret_file: Option<PathBuf>,
     /// This node's weight in placement (its share of partitions is proportional) [default: 1].
     #[arg(long, env = "QUORUMKV_CAPACITY")]
     capacity: Option<u32>,
@@ -183,6 +190,12 @@ impl NodeArgs {
         if self.zone.is_some() {
             c.zone = self.zone;
         }
+        if let Some(secret) = self.cluster_secret {
+            c.cluster_secret = Some(quorumkv_node::config::Secret(secret));
+        }
+        if self.cluster_secret_file.is_some() {
+            c.cluster_secret_file = self.cluster_secret_file;
+        }
         if self.node_id.is_some() {
             c.node_id = self.node_id;
         }
@@ -244,7 +257,24 @@ async fn stop_on_signal(shutdown: CancellationToken) {
 
 /// Runs `dev.nodes` nodes in this process, each with its own data directory and ports.
 async fn run_dev(dev: DevArgs, base: NodeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let base = base.into_config()?;
+    let mut base = base.into_config()?;
+    if base.secret()?.is_none() {
+        // The dev cluster's nodes share a secret made on its first start and kept beside
+        // their data, so a node started by hand can join them.
+        let path = dev.data_dir.join("cluster.secret");
+        if !path.exists() {
+            std::fs::create_dir_all(&dev.data_dir)
+                .with_context(|| format!("creating {}", dev.data_dir.display()))?;
+            let mut random = [0u8; 16];
+            std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut random)?;
+            let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+            std::fs::write(&path, hex + "\n").with_context(|| format!("writing {}", path.display()))?;
+            #[cfg(unix)]
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        }
+        println!("cluster secret: {} (give it to a node that joins: --cluster-secret-file)", path.display());
+        base.cluster_secret_file = Some(path);
+    }
     let addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
     let port = |i: u16, peer: u16| -> anyhow::Result<u16> {
         dev.base_port.checked_add(2 * i + peer).context("--base-port too high for that many nodes")

@@ -29,6 +29,13 @@ pub struct TransitionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// `api` or `peer`.
+    pub listener: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OpLabels {
     pub op: &'static str,
 }
@@ -62,6 +69,7 @@ pub struct Metrics {
     pub partitions_moving: Gauge,
     pub stray_keys_moved: Counter,
     pub not_owner_answers: Counter,
+    pub refusals: Family<RefusalLabels, Counter>,
     corrupt_records: Gauge,
     hints_expired: Gauge,
     storage_bytes: Gauge,
@@ -194,6 +202,12 @@ impl Metrics {
             "Replica calls for partitions this node does not replicate under its layout (kept as hints)",
             not_owner_answers.clone(),
         );
+        let refusals = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "refusals",
+            "Requests and connections refused by a limit or by authentication, by listener and reason",
+            refusals.clone(),
+        );
         let corrupt_records = Gauge::default();
         registry.register(
             "corrupt_records",
@@ -233,6 +247,7 @@ impl Metrics {
             partitions_moving,
             stray_keys_moved,
             not_owner_answers,
+            refusals,
             corrupt_records,
             hints_expired,
             storage_bytes,

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quorumkv_storage::{Actor, Store};
+use quorumkv_storage::{Actor, Store, TokenKey};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -20,7 +20,7 @@ use crate::handoff::{Handoff, HandoffConfig};
 use crate::layout::{ClusterParams, MemberInfo};
 use crate::local::LocalStore;
 use crate::metrics::Metrics;
-use crate::peer::{HttpTransport, PeerClient, Transport};
+use crate::peer::{HttpTransport, PeerAuth, PeerClient, Transport, auth};
 use crate::replica::Replicas;
 use crate::state::NodeState;
 use crate::stray::StrayCleanup;
@@ -42,6 +42,10 @@ pub enum StartError {
     Threads(std::io::Error),
     #[error("cannot load the node's identity or hints: {0}")]
     Load(crate::error::Error),
+    #[error(
+        "refusing to listen for peers on {0} without a cluster secret: anyone who reaches it could read and write everything. Set QUORUMKV_CLUSTER_SECRET (or --cluster-secret-file) on every node, or listen for peers on loopback"
+    )]
+    Unauthenticated(SocketAddr),
 }
 
 /// A started node: its shared state, and the tasks it owns.
@@ -66,6 +70,15 @@ impl Node {
         peer_addr: String,
     ) -> Result<Node, StartError> {
         config.validate()?;
+        let secret = config.secret()?;
+        if secret.is_none() {
+            tracing::warn!(
+                "no cluster secret configured: peer messages are not authenticated, so peers are served on loopback only"
+            );
+        }
+        let secret = secret.as_deref().unwrap_or(auth::DEV_SECRET);
+        let peer_auth = Arc::new(PeerAuth::new(secret));
+        let tokens = TokenKey::new(auth::derive(secret, "token"));
         let dir = config.data_dir.clone();
         let storage_err = |source| StartError::Storage { dir: dir.display().to_string(), source };
         let open_dir = dir.clone();
@@ -105,6 +118,7 @@ impl Node {
         };
         let peers = PeerClient::new(
             transport,
+            peer_auth.clone(),
             config.peer_max_in_flight,
             Duration::from_millis(config.peer_timeout_ms),
         );
@@ -172,6 +186,8 @@ impl Node {
             handoff: handoff.clone(),
             anti_entropy: anti_entropy.clone(),
             stray: stray.clone(),
+            peer_auth,
+            tokens,
             started: Instant::now(),
         });
 
@@ -221,6 +237,9 @@ pub async fn run(
     ready: Option<tokio::sync::oneshot::Sender<(SocketAddr, SocketAddr)>>,
 ) -> Result<(), StartError> {
     config.validate()?;
+    if config.secret()?.is_none() && !config.peer_listen.ip().is_loopback() {
+        return Err(StartError::Unauthenticated(config.peer_listen));
+    }
     let bind = |addr: SocketAddr| async move {
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
         let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;

@@ -17,8 +17,10 @@ use hyper::{Request as HttpRequest, Response as HttpResponse, StatusCode};
 use crate::coordinator::WriteOptions;
 use crate::error::{Error, WireError};
 use crate::key::Key;
+use crate::metrics::RefusalLabels;
 use crate::peer::wire::{self, ReplicaAnswer, ReplicaCall, Request, Response};
 use crate::state::NodeState;
+use crate::throttle::Throttle;
 
 /// Largest peer message accepted: a value of the largest size with many siblings.
 const MAX_REQUEST_BYTES: usize = 256 * 1024 * 1024;
@@ -51,20 +53,44 @@ fn answer(status: StatusCode, body: Bytes) -> HttpResponse<Full<Bytes>> {
     resp
 }
 
-/// Answers one encoded message with an encoded answer: what every transport delivers.
+/// Answers one sealed message with a sealed answer: what every transport delivers.
 pub async fn serve_bytes(state: &NodeState, body: Bytes) -> Bytes {
     serve_message(state, body).await.unwrap_or_else(|refusal| refusal)
 }
 
-/// The encoded answer, or the encoded refusal of a message that does not decode.
+static REFUSED: Throttle = Throttle::new(Duration::from_secs(10));
+static UNDECODABLE: Throttle = Throttle::new(Duration::from_secs(10));
+
+/// The sealed answer, or the refusal of a message that is not signed with the cluster
+/// secret (unsealed: the sender cannot be trusted with anything) or does not decode.
 async fn serve_message(state: &NodeState, body: Bytes) -> Result<Bytes, Bytes> {
-    match wire::decode::<Request>(&body) {
-        Ok(request) => Ok(Bytes::from(wire::encode(&serve(state, request).await))),
+    let (message, opened) = match state.peer_auth.open_request(&body) {
+        Ok(opened) => opened,
         Err(e) => {
-            tracing::warn!(error = %e, "undecodable peer message");
+            state
+                .metrics
+                .refusals
+                .get_or_create(&RefusalLabels { listener: "peer", reason: "authentication" })
+                .inc();
+            if let Some(held) = REFUSED.ready() {
+                tracing::warn!(error = %e, refused_since_last_line = held, "refused an unauthenticated peer message");
+            }
+            let refusal = Response::Failed(WireError::BadRequest {
+                code: "unauthenticated".into(),
+                message: format!("refused: {e}"),
+            });
+            return Err(Bytes::from(wire::encode(&refusal)));
+        }
+    };
+    match wire::decode::<Request>(&message) {
+        Ok(request) => Ok(state.peer_auth.seal_answer(opened, &wire::encode(&serve(state, request).await))),
+        Err(e) => {
+            if let Some(held) = UNDECODABLE.ready() {
+                tracing::warn!(error = %e, since_last_line = held, "undecodable peer message");
+            }
             let refusal =
                 Response::Failed(WireError::BadRequest { code: "invalid_message".into(), message: e });
-            Err(Bytes::from(wire::encode(&refusal)))
+            Err(state.peer_auth.seal_answer(opened, &wire::encode(&refusal)))
         }
     }
 }

@@ -29,6 +29,10 @@ pub struct NodeState {
     pub handoff: Arc<Handoff>,
     pub anti_entropy: Arc<AntiEntropy>,
     pub stray: Arc<StrayCleanup>,
+    /// Signs and checks every peer message.
+    pub peer_auth: Arc<crate::peer::PeerAuth>,
+    /// Signs and checks the context tokens clients carry.
+    pub tokens: quorumkv_storage::TokenKey,
     pub started: Instant,
 }
 

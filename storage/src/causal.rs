@@ -210,7 +210,8 @@ impl Object {
     ///
     /// # Errors
     /// [`Error::TooManySiblings`] when the result would hold more than [`SIBLING_LIMIT`]
-    /// live siblings; the object is then unchanged.
+    /// live siblings, [`Error::BadContext`] when `actor`'s counter cannot advance; the
+    /// object is then unchanged.
     pub fn update(&mut self, context: &VersionVector, actor: Actor, content: Content) -> Result<Dot, Error> {
         let survives = |s: &Sibling| !context.covers(s.dot) && s.content != content;
         let live_after = self.siblings.iter().filter(|s| survives(s) && !s.content.is_tombstone()).count()
@@ -218,7 +219,13 @@ impl Object {
         if live_after > SIBLING_LIMIT {
             return Err(Error::TooManySiblings { count: live_after, limit: SIBLING_LIMIT });
         }
-        let dot = Dot { actor, counter: self.vv.get(actor).max(context.get(actor)) + 1 };
+        let counter = self.vv.get(actor).max(context.get(actor)).checked_add(1).ok_or_else(|| {
+            Error::BadContext(
+                "the context's counter for this node is at its maximum; no later version can follow it"
+                    .into(),
+            )
+        })?;
+        let dot = Dot { actor, counter };
         self.siblings.retain(survives);
         self.siblings.push(Sibling { dot, content });
         self.siblings.sort_by_key(|s| s.dot);
@@ -275,6 +282,17 @@ mod tests {
 
     fn val(s: &str) -> Content {
         Content::value("text/plain", s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn a_context_at_the_largest_counter_is_refused_and_changes_nothing() {
+        let mut o = Object::new();
+        o.update(&VersionVector::new(), actor(1), val("kept")).expect("a write");
+        let before = o.clone();
+        let exhausted: VersionVector = [Dot { actor: actor(1), counter: u64::MAX }].into_iter().collect();
+        let e = o.update(&exhausted, actor(1), val("lost?")).expect_err("no counter follows u64::MAX");
+        assert!(matches!(e, Error::BadContext(_)), "{e}");
+        assert_eq!(o, before);
     }
 
     /// A random history: a sequence of writes by up to 3 actors on 3 replicas, with

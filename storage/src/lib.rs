@@ -24,4 +24,4 @@ pub use causal::{Actor, Content, Dot, Object, SIBLING_LIMIT, SIBLING_WARN, Sibli
 pub use error::Error;
 pub use merkle::Tree;
 pub use store::{Durability, Entry, Hint, ObjectKey, Store, StoreStats};
-pub use token::{decode_context, encode_context};
+pub use token::{TokenKey, decode_context, encode_context};

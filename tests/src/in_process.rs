@@ -52,6 +52,7 @@ impl InProcess {
                     peer_advertise: Some(name(i)),
                     advertise: Some(format!("{}-api", name(i))),
                     heartbeat_interval_ms: 50,
+                    cluster_secret: Some(quorumkv_node::config::Secret(crate::TEST_SECRET.into())),
                     peer_timeout_ms: 500,
                     storage_threads: 1,
                     shutdown_grace_ms: 2000,

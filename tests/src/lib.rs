@@ -14,6 +14,9 @@
 
 #![allow(unsafe_code)] // libc::kill to pause, resume and kill -9 node processes.
 
+/// The cluster secret every node a test starts shares (process and in-process).
+pub const TEST_SECRET: &str = "quorumkv test cluster secret";
+
 pub mod cluster;
 pub mod http;
 pub mod in_process;

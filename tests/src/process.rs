@@ -107,6 +107,7 @@ impl NodeProcess {
             .arg(&self.data_dir)
             .args(&self.args)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env("QUORUMKV_CLUSTER_SECRET", crate::TEST_SECRET)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log)

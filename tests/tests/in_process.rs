@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use quorumkv_node::Error;
-use quorumkv_node::peer::Transport;
 use quorumkv_node::peer::wire::{self, ReplicaAnswer, ReplicaCall, Request, Response, SharedObject};
+use quorumkv_node::peer::{PeerAuth, Transport};
 use quorumkv_ring::NodeId;
 use quorumkv_storage::{Actor, Content, Object, VersionVector};
 use quorumkv_tests::eventually;
@@ -395,11 +395,93 @@ async fn a_hint_older_than_the_grace_period_is_dropped_and_anti_entropy_repairs_
     c.stop_all().await;
 }
 
-/// Sends `request` to node-1 from outside the cluster and decodes the answer.
+/// Sends `body` to node-1 signed with the cluster's secret, as a member would, and
+/// decodes the answer.
 async fn send_raw(c: &InProcess, body: Vec<u8>) -> Response {
-    let intruder = c.network.endpoint("intruder");
-    let answer = intruder.exchange("node-1", Bytes::from(body)).await.expect("an answer");
+    let auth = PeerAuth::new(quorumkv_tests::TEST_SECRET.as_bytes());
+    let (sealed, to) = auth.seal_request(&body);
+    let answer = c.network.endpoint("member").exchange("node-1", sealed).await.expect("an answer");
+    let answer = auth.open_answer(to, &answer).expect("a signed answer");
     wire::decode::<Response>(&answer).expect("a decodable answer")
+}
+
+/// Sends `body` to node-1 as is (`None`) or signed with another secret.
+async fn send_forged(c: &InProcess, body: &[u8], secret: Option<&str>) -> Response {
+    let sealed = match secret {
+        None => Bytes::copy_from_slice(body),
+        Some(secret) => PeerAuth::new(secret.as_bytes()).seal_request(body).0,
+    };
+    let answer = c.network.endpoint("intruder").exchange("node-1", sealed).await.expect("an answer");
+    wire::decode::<Response>(&answer).expect("a decodable refusal")
+}
+
+#[tokio::test]
+async fn peer_messages_without_the_cluster_secret_are_refused_and_change_nothing() {
+    let mut c = InProcess::start(3, 3, |_| {}).await;
+    c.put(0, "kept", "original", 3, false, &none()).await.expect("a write");
+    let key = c.key("b", "kept");
+    let phantom = quorumkv_node::layout::MemberInfo {
+        node_id: NodeId::from("phantom"),
+        incarnation: 1,
+        peer_addr: "phantom".into(),
+        api_addr: "phantom".into(),
+        capacity: 1000,
+        zone: None,
+    };
+    let layout = c.node(0).cluster.layout().expect("a layout");
+    let takeover =
+        layout.apply(&[quorumkv_node::layout::Change::Join { node: phantom.clone() }]).expect("a layout");
+    let attacks = [
+        Request::Replica(ReplicaCall::Merge {
+            key: key.clone(),
+            object: SharedObject::new(object("forged")),
+            durable: true,
+            hint_for: None,
+        }),
+        Request::Replica(ReplicaCall::Get { key: key.clone() }),
+        Request::TreeLeaves { partition: key.partition(), branches: (0..64).collect() },
+        Request::Hello(wire::Greeting {
+            from: phantom,
+            params: layout.params(),
+            version: takeover.version(),
+            digest: takeover.digest(),
+            layout: Some(takeover),
+            synced: 0,
+        }),
+    ];
+    let refusals = || async {
+        counter(&c, 0, "quorumkv_refusals_total{listener=\"peer\",reason=\"authentication\"}").await
+    };
+    let before = refusals().await;
+    for attack in &attacks {
+        let body = wire::encode(attack);
+        for secret in [None, Some("a guessed secret of some length")] {
+            match send_forged(&c, &body, secret).await {
+                Response::Failed(e) => assert!(format!("{e:?}").contains("unauthenticated"), "{e:?}"),
+                other => panic!("an unsigned or wrongly signed message must be refused, got {other:?}"),
+            }
+        }
+    }
+    // A message captured on the wire and sent again is refused too.
+    let auth = PeerAuth::new(quorumkv_tests::TEST_SECRET.as_bytes());
+    let (sealed, _) = auth.seal_request(&wire::encode(&attacks[0]));
+    let member = c.network.endpoint("member");
+    member.exchange("node-1", sealed.clone()).await.expect("the first delivery is served");
+    let replayed = member.exchange("node-1", sealed).await.expect("an answer");
+    assert!(matches!(wire::decode::<Response>(&replayed), Ok(Response::Failed(_))), "a replay is refused");
+    assert_eq!(refusals().await - before, 9.0, "every refusal is counted");
+
+    // Nothing changed: the value (the replayed merge was a concurrent sibling of it, merged
+    // once), the layout, and every member's view of it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 0..3 {
+        let layout_now = c.node(i).cluster.layout().expect("a layout");
+        assert_eq!(layout_now.digest(), layout.digest(), "node-{} kept its layout", i + 1);
+        assert!(!layout_now.is_member(&NodeId::from("phantom")));
+    }
+    let got = c.get(1, "kept", 3).await.expect("r=all");
+    assert!(values(got.as_ref()).contains(&"original".to_string()));
+    c.stop_all().await;
 }
 
 fn object(value: &str) -> Object {

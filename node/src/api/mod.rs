@@ -19,6 +19,7 @@ use quorumkv_storage::{Content, VersionVector};
 use serde_json::json;
 
 use params::ObjectParams;
+use response::Tokens;
 
 use crate::coordinator::{ReadOptions, WriteOptions};
 use crate::error::Error;
@@ -169,11 +170,11 @@ async fn get_object(
     let p = ObjectParams::parse(req.uri().query())?;
     let opts = read_options(state, &p)?;
     let object = if p.local {
-        state.coordinator.get_local(key).await?
+        state.coordinator.get_local(key.clone()).await?
     } else {
-        state.coordinator.get(key, opts).await?
+        state.coordinator.get(key.clone(), opts).await?
     };
-    response::object(object.as_ref(), wants_json(&req))
+    response::object(object.as_ref(), wants_json(&req), Tokens { signer: &state.tokens, key: &key })
 }
 
 /// What every write request carries, parsed and checked.
@@ -193,7 +194,8 @@ fn write_request(
     let key = Key::new(state.cluster.params().partitions, params::bucket(bucket), params::key(key))?;
     let params = ObjectParams::parse(req.uri().query())?;
     let opts = write_options(state, &params)?;
-    let context = params::context(req.headers().get(CONTEXT_HEADER).map(|v| v.as_bytes()))?;
+    let context =
+        params::context(req.headers().get(CONTEXT_HEADER).map(|v| v.as_bytes()), &state.tokens, &key)?;
     Ok(WriteRequest { key, params, opts, context })
 }
 
@@ -213,11 +215,13 @@ async fn put_object(
     };
     let json = wants_json(&req);
     let value = read_body(req, state.config.max_value_bytes).await?;
-    let object = state.coordinator.put(w.key, w.context, Content::value(content_type, value), w.opts).await?;
+    let object =
+        state.coordinator.put(w.key.clone(), w.context, Content::value(content_type, value), w.opts).await?;
+    let tokens = Tokens { signer: &state.tokens, key: &w.key };
     if w.params.return_body {
-        response::object(Some(&object), json)
+        response::object(Some(&object), json, tokens)
     } else {
-        Ok(response::written(object.context()))
+        Ok(response::written(object.context(), tokens))
     }
 }
 
@@ -228,8 +232,8 @@ async fn delete_object(
     key: &str,
 ) -> Result<Response<Body>, Error> {
     let w = write_request(state, &req, bucket, key)?;
-    let object = state.coordinator.put(w.key, w.context, Content::tombstone_now(), w.opts).await?;
-    Ok(response::written(object.context()))
+    let object = state.coordinator.put(w.key.clone(), w.context, Content::tombstone_now(), w.opts).await?;
+    Ok(response::written(object.context(), Tokens { signer: &state.tokens, key: &w.key }))
 }
 
 /// Reads a request body of at most `limit` bytes; more is a 413 before anything is stored.

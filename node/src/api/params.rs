@@ -3,9 +3,10 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use quorumkv_storage::VersionVector;
+use quorumkv_storage::{TokenKey, VersionVector};
 
 use crate::error::Error;
+use crate::key::Key;
 use crate::quorum::Quorum;
 
 /// A bucket name as sent; [`Key::new`](crate::key::Key::new) checks it.
@@ -19,15 +20,15 @@ pub fn key(raw: &str) -> Bytes {
     Bytes::from(percent_encoding::percent_decode_str(raw).collect::<Vec<u8>>())
 }
 
-/// Decodes an `X-Causal-Context` header.
-pub fn context(header: Option<&[u8]>) -> Result<VersionVector, Error> {
+/// Decodes the `X-Causal-Context` header of a request about `key`.
+pub fn context(header: Option<&[u8]>, signer: &TokenKey, key: &Key) -> Result<VersionVector, Error> {
     let Some(raw) = header else {
         return Ok(VersionVector::new());
     };
     let text = std::str::from_utf8(raw).map_err(|_| {
         Error::bad("invalid_context", "X-Causal-Context is not text; send back the token as received")
     })?;
-    quorumkv_storage::decode_context(text).map_err(|e| {
+    quorumkv_storage::decode_context(text, signer, key.bucket(), key.key()).map_err(|e| {
         Error::bad(
             "invalid_context",
             format!("{e}; send back the X-Causal-Context token exactly as a response gave it"),

@@ -7,11 +7,25 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http_body_util::Full;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
-use quorumkv_storage::{Content, Object, VersionVector, encode_context};
+use quorumkv_storage::{Content, Object, TokenKey, VersionVector, encode_context};
 use serde_json::json;
 
 use super::{Body, CONTEXT_HEADER};
 use crate::error::Error;
+use crate::key::Key;
+
+/// Makes the context tokens of one key: signed, and good for that key only.
+#[derive(Clone, Copy)]
+pub struct Tokens<'a> {
+    pub signer: &'a TokenKey,
+    pub key: &'a Key,
+}
+
+impl Tokens<'_> {
+    fn token(&self, context: &VersionVector) -> String {
+        encode_context(context, self.signer, self.key.bucket(), self.key.key())
+    }
+}
 
 pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::from(value.to_string())));
@@ -29,21 +43,21 @@ pub fn error(e: &Error) -> Response<Body> {
 }
 
 /// 204 with the new context, the answer to a write.
-pub fn written(context: &VersionVector) -> Response<Body> {
+pub fn written(context: &VersionVector, tokens: Tokens<'_>) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::new()));
     *resp.status_mut() = StatusCode::NO_CONTENT;
-    set_context(&mut resp, context);
+    set_context_str(&mut resp, &tokens.token(context));
     resp
 }
 
 /// The answer to a GET (or a PUT with `return_body=true`): 200, 300 or 404.
-pub fn object(object: Option<&Object>, as_json: bool) -> Result<Response<Body>, Error> {
+pub fn object(object: Option<&Object>, as_json: bool, tokens: Tokens<'_>) -> Result<Response<Body>, Error> {
     let Some(object) = object else {
         return Err(Error::NotFound { context: None });
     };
     let live = object.live();
     if live.is_empty() {
-        return Err(Error::NotFound { context: Some(encode_context(object.context())) });
+        return Err(Error::NotFound { context: Some(tokens.token(object.context())) });
     }
     let status = if live.len() == 1 { StatusCode::OK } else { StatusCode::MULTIPLE_CHOICES };
     let mut resp = if as_json {
@@ -57,7 +71,7 @@ pub fn object(object: Option<&Object>, as_json: bool) -> Result<Response<Body>, 
                 Content::Tombstone { .. } => None,
             })
             .collect();
-        json(status, &json!({"context": encode_context(object.context()), "siblings": siblings}))
+        json(status, &json!({"context": tokens.token(object.context()), "siblings": siblings}))
     } else if let [Content::Value { content_type, bytes }] = live.as_slice() {
         let mut resp = Response::new(Full::new(bytes.clone()));
         resp.headers_mut().insert(CONTENT_TYPE, header_value(content_type));
@@ -66,7 +80,7 @@ pub fn object(object: Option<&Object>, as_json: bool) -> Result<Response<Body>, 
         multipart(&live)
     };
     *resp.status_mut() = status;
-    set_context(&mut resp, object.context());
+    set_context_str(&mut resp, &tokens.token(object.context()));
     Ok(resp)
 }
 
@@ -114,10 +128,6 @@ fn boundary_for(live: &[&Content]) -> String {
 
 fn header_value(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"))
-}
-
-fn set_context(resp: &mut Response<Body>, context: &VersionVector) {
-    set_context_str(resp, &encode_context(context));
 }
 
 fn set_context_str(resp: &mut Response<Body>, context: &str) {

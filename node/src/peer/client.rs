@@ -16,11 +16,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
+use super::auth::PeerAuth;
 use super::transport::{Transport, TransportError};
 use super::wire::{self, ReplicaAnswer, ReplicaCall, Request, Response};
 
@@ -61,6 +61,7 @@ struct Call {
 /// dispatcher does not keep its own queue open.
 struct Core {
     transport: Arc<dyn Transport>,
+    auth: Arc<PeerAuth>,
     slots: Mutex<HashMap<String, Arc<Semaphore>>>,
     max_in_flight: usize,
     call_timeout: Duration,
@@ -83,8 +84,13 @@ impl std::fmt::Debug for PeerClient {
 }
 
 impl PeerClient {
-    pub fn new(transport: Arc<dyn Transport>, max_in_flight: usize, call_timeout: Duration) -> PeerClient {
-        let core = Core { transport, slots: Mutex::default(), max_in_flight, call_timeout };
+    pub fn new(
+        transport: Arc<dyn Transport>,
+        auth: Arc<PeerAuth>,
+        max_in_flight: usize,
+        call_timeout: Duration,
+    ) -> PeerClient {
+        let core = Core { transport, auth, slots: Mutex::default(), max_in_flight, call_timeout };
         PeerClient { core: Arc::new(core), links: Arc::default(), tasks: TaskTracker::new() }
     }
 
@@ -222,19 +228,31 @@ impl Core {
         deadline: Instant,
     ) -> Result<(Response, usize), PeerError> {
         let deadline = deadline.min(Instant::now() + self.call_timeout);
-        let body = Bytes::from(wire::encode(request));
-        let sent = body.len();
+        let message = wire::encode(request);
         let idempotent = !matches!(request, Request::Coordinate { .. });
         let attempt = async {
             let slot = self.slot(addr);
             let _permit = slot.acquire().await.map_err(|_| PeerError::Unreachable("closed".into()))?;
+            // A retry is sealed anew: the receiver refuses a nonce it has seen.
+            let (body, sealed) = self.auth.seal_request(&message);
             match self.transport.exchange(addr, body.clone()).await {
-                Err(TransportError::Closed(_)) if idempotent => self.transport.exchange(addr, body).await,
-                other => other,
+                Err(TransportError::Closed(_)) if idempotent => {
+                    let (body, sealed) = self.auth.seal_request(&message);
+                    self.transport
+                        .exchange(addr, body.clone())
+                        .await
+                        .map(|answer| (answer, sealed, body.len()))
+                }
+                other => other.map(|answer| (answer, sealed, body.len())),
             }
             .map_err(|e| PeerError::Unreachable(e.to_string()))
         };
-        let bytes = tokio::time::timeout_at(deadline, attempt).await.map_err(|_| PeerError::Timeout)??;
+        let (sealed_answer, to, sent) =
+            tokio::time::timeout_at(deadline, attempt).await.map_err(|_| PeerError::Timeout)??;
+        let bytes = self
+            .auth
+            .open_answer(to, &sealed_answer)
+            .map_err(|e| PeerError::Protocol(format!("the answer failed authentication: {e}")))?;
         match wire::decode::<Response>(&bytes) {
             Ok(r) => Ok((r, sent + bytes.len())),
             Err(e) => Err(PeerError::Protocol(e)),
@@ -255,13 +273,15 @@ mod tests {
     #[tokio::test]
     async fn dispatchers_end_when_the_client_closes() {
         let net = MemoryNetwork::new(1);
-        let answer = Bytes::from(wire::encode(&Response::Replica(ReplicaAnswer::Object(None))));
-        let handler: Handler = Arc::new(move |_| {
-            let a = answer.clone();
-            Box::pin(async move { a })
+        let answer = wire::encode(&Response::Replica(ReplicaAnswer::Object(None)));
+        let auth = Arc::new(PeerAuth::new(b"a test secret, long enough"));
+        let server = auth.clone();
+        let handler: Handler = Arc::new(move |body: Bytes| {
+            let sealed = server.open_request(&body).map(|(_, to)| server.seal_answer(to, &answer));
+            Box::pin(async move { sealed.unwrap_or_default() })
         });
         net.register("peer", handler);
-        let client = PeerClient::new(net.endpoint("me"), 8, Duration::from_secs(1));
+        let client = PeerClient::new(net.endpoint("me"), auth, 8, Duration::from_secs(1));
         let key = Key::new(64, Bytes::from_static(b"b"), Bytes::from_static(b"k")).expect("key");
         let deadline = Instant::now() + Duration::from_secs(1);
         let got = client.call_replica("peer", ReplicaCall::Get { key: key.clone() }, deadline).await;
