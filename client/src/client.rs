@@ -118,6 +118,7 @@ pub struct ClientBuilder {
     suspect_for: Duration,
     pool_idle: Duration,
     connect_timeout: Duration,
+    token: Option<String>,
 }
 
 impl Default for ClientBuilder {
@@ -130,6 +131,7 @@ impl Default for ClientBuilder {
             max_attempts: 3,
             suspect_for: Duration::from_secs(5),
             pool_idle: Duration::from_secs(20),
+            token: None,
             connect_timeout: Duration::from_secs(1),
         }
     }
@@ -227,6 +229,13 @@ impl ClientBuilder {
         self
     }
 
+    /// The bearer token to send, for nodes started with client tokens (`--client-token`):
+    /// a read-write token, or a read-only one for a client that only reads.
+    pub fn token(mut self, token: impl Into<String>) -> ClientBuilder {
+        self.token = Some(token.into());
+        self
+    }
+
     /// Makes the client. Does no I/O: the ring is fetched on first use.
     ///
     /// # Errors
@@ -246,7 +255,7 @@ impl ClientBuilder {
         }
         Ok(Client {
             inner: Arc::new(Inner {
-                transport: Transport::new(self.pool_idle, self.connect_timeout),
+                transport: Transport::new(self.pool_idle, self.connect_timeout, self.token.as_deref())?,
                 seeds,
                 defaults: self.defaults,
                 routing: self.routing,

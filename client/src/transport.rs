@@ -21,6 +21,8 @@ pub(crate) const CONTEXT_HEADER: &str = "x-causal-context";
 #[derive(Debug, Clone)]
 pub(crate) struct Transport {
     http: HyperClient<HttpConnector, Full<Bytes>>,
+    /// `Authorization: Bearer …`, sent with every request when set.
+    auth: Option<HeaderValue>,
 }
 
 /// A node's whole answer.
@@ -35,7 +37,22 @@ pub(crate) struct Reply {
 impl Transport {
     /// `pool_idle` must stay below the node's keep-alive (30 s), or a request can go out
     /// on a connection the node is closing.
-    pub fn new(pool_idle: Duration, connect_timeout: Duration) -> Transport {
+    ///
+    /// # Errors
+    /// A token that cannot be a header value.
+    pub fn new(
+        pool_idle: Duration,
+        connect_timeout: Duration,
+        token: Option<&str>,
+    ) -> Result<Transport, Error> {
+        let auth = token
+            .map(|t| {
+                let mut v = HeaderValue::from_str(&format!("Bearer {t}"))
+                    .map_err(|_| Error::invalid("invalid_token", "a token is visible ASCII"))?;
+                v.set_sensitive(true);
+                Ok::<_, Error>(v)
+            })
+            .transpose()?;
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(connect_timeout));
@@ -44,7 +61,7 @@ impl Transport {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(connector);
-        Transport { http }
+        Ok(Transport { http, auth })
     }
 
     /// Sends one request to `node` (`host:port`) and reads the whole answer. Gives up with
@@ -61,6 +78,9 @@ impl Transport {
         let mut req = Request::builder().method(method).uri(crate::addr::uri(node, path_and_query)?);
         if let Some(h) = req.headers_mut() {
             h.extend(headers);
+            if let Some(auth) = &self.auth {
+                h.insert(hyper::header::AUTHORIZATION, auth.clone());
+            }
         }
         let req = req.body(Full::new(body)).map_err(|e| Error::invalid("invalid_request", e.to_string()))?;
         let exchange = async {

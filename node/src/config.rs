@@ -80,6 +80,16 @@ pub struct Config {
     pub peer_max_in_flight: usize,
     /// How long shutdown waits for in-flight requests, in milliseconds.
     pub shutdown_grace_ms: u64,
+    /// A request body must arrive within this many milliseconds, or it is a 408.
+    pub request_read_timeout_ms: u64,
+    /// Connections each listener serves at once; past it, a few more get a 503 (and
+    /// `/v1/health` still answers), the rest are closed.
+    pub max_connections: usize,
+    /// Client requests served at once; past it, a 503 `overloaded` with `Retry-After`.
+    pub max_requests_in_flight: usize,
+    /// Client bearer tokens, each `rw:TOKEN` (read and write) or `ro:TOKEN` (read only),
+    /// TOKEN at least 16 bytes. Empty: the client API is open (local development).
+    pub client_tokens: Vec<Secret>,
     /// Threads that run storage calls (off the async threads), in batches. Default: half
     /// the cores, at least one: more threads than that only add hand-offs between them
     /// and the async threads (on 2 cores, 1 thread instead of 3 gave the dev cluster
@@ -142,6 +152,10 @@ impl Default for Config {
             peer_timeout_ms: 2000,
             peer_max_in_flight: 256,
             shutdown_grace_ms: 10_000,
+            request_read_timeout_ms: 10_000,
+            max_connections: 1024,
+            max_requests_in_flight: 1024,
+            client_tokens: Vec::new(),
             storage_threads: default_storage_threads(),
             journal_sync_ms: 50,
             heartbeat_interval_ms: 200,
@@ -271,6 +285,27 @@ impl Config {
                 || zone.chars().any(|c| c.is_whitespace() || c.is_control()))
         {
             return err("zone", "must be 1 to 64 bytes without spaces");
+        }
+        if !(100..=600_000).contains(&self.request_read_timeout_ms) {
+            return err("request_read_timeout_ms", "must be between 100 and 600000");
+        }
+        if self.max_connections == 0 || self.max_connections > 1_000_000 {
+            return err("max_connections", "must be between 1 and 1000000");
+        }
+        if self.max_requests_in_flight == 0 || self.max_requests_in_flight > 1_000_000 {
+            return err("max_requests_in_flight", "must be between 1 and 1000000");
+        }
+        for token in &self.client_tokens {
+            let ok = token
+                .0
+                .split_once(':')
+                .is_some_and(|(role, t)| (role == "rw" || role == "ro") && t.len() >= MIN_SECRET_BYTES);
+            if !ok {
+                return err(
+                    "client_tokens",
+                    "each must be rw:TOKEN or ro:TOKEN, the token at least 16 bytes",
+                );
+            }
         }
         if self.peer_max_in_flight == 0 {
             return err("peer_max_in_flight", "must be at least 1");

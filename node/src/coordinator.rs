@@ -332,14 +332,20 @@ impl Coordinator {
 
     fn check_siblings(&self, key: &Key, obj: &Object) {
         let live = obj.live().len();
+        static MANY_SIBLINGS: crate::throttle::Throttle =
+            crate::throttle::Throttle::new(std::time::Duration::from_secs(10));
         if live > SIBLING_WARN {
             self.metrics.sibling_warnings.inc();
-            tracing::warn!(
-                siblings = live,
-                bucket = %String::from_utf8_lossy(key.bucket()),
-                key = %String::from_utf8_lossy(key.key()),
-                "key has many concurrent versions; clients should resolve them"
-            );
+            // Every write to such a key would say so again: once per interval is enough.
+            if let Some(held) = MANY_SIBLINGS.ready() {
+                tracing::warn!(
+                    siblings = live,
+                    bucket = %String::from_utf8_lossy(key.bucket()),
+                    key = %String::from_utf8_lossy(key.key()),
+                    warnings_since_last_line = held,
+                    "key has many concurrent versions; clients should read it and write back with its context"
+                );
+            }
         }
     }
 

@@ -44,6 +44,18 @@ pub enum Error {
     /// A fault inside this node (storage I/O, a peer's nonsense answer); logged.
     #[error("internal: {0}")]
     Internal(String),
+    /// Client tokens are on and the request has none, or a wrong one.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// The request's token does not allow this operation.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// More requests in flight than `max_requests_in_flight`; retry after a second.
+    #[error("overloaded")]
+    Overloaded { limit: usize },
+    /// The request body did not arrive within `request_read_timeout_ms`.
+    #[error("the request body did not arrive in time")]
+    SlowBody { after_ms: u64 },
 }
 
 impl Error {
@@ -63,6 +75,10 @@ impl Error {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::SlowBody { .. } => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -102,6 +118,17 @@ impl Error {
                 json!({"error": "unavailable", "message": "the request timed out inside the node"})
             }
             Error::Internal(why) => json!({"error": "internal", "message": why}),
+            Error::Unauthorized(why) => json!({"error": "unauthorized", "message": why}),
+            Error::Forbidden(why) => json!({"error": "forbidden", "message": why}),
+            Error::Overloaded { limit } => json!({
+                "error": "overloaded",
+                "message": format!("this node has {limit} requests in flight, its limit (max_requests_in_flight); retry after the Retry-After delay or use another node"),
+                "limit": limit,
+            }),
+            Error::SlowBody { after_ms } => json!({
+                "error": "request_timeout",
+                "message": format!("the request body did not arrive within {after_ms} ms (request_read_timeout_ms); send it at once"),
+            }),
         }
     }
 

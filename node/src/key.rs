@@ -17,7 +17,7 @@ pub const MAX_KEY_BYTES: usize = 1024;
 /// Why a bucket or key was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
-    #[error("a bucket name is 1 to 255 characters of A-Z, a-z, 0-9, '.', '_' and '-'")]
+    #[error("a bucket name is 1 to 255 characters of A-Z, a-z, 0-9, '.', '_' and '-', and not `.` or `..`")]
     Bucket,
     #[error("a key is 1 to {MAX_KEY_BYTES} bytes after percent-decoding; this one is {0}")]
     Key(usize),
@@ -79,7 +79,13 @@ impl Key {
 
 fn check_bucket(bucket: &[u8]) -> Result<(), KeyError> {
     let ok_char = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
-    if bucket.is_empty() || bucket.len() > MAX_BUCKET_BYTES || !bucket.iter().all(ok_char) {
+    // `.` and `..` are path segments proxies and clients normalise away.
+    if bucket.is_empty()
+        || bucket.len() > MAX_BUCKET_BYTES
+        || !bucket.iter().all(ok_char)
+        || bucket == b"."
+        || bucket == b".."
+    {
         return Err(KeyError::Bucket);
     }
     Ok(())
@@ -124,6 +130,9 @@ mod tests {
         assert!(Key::new(64, b(b"users-v1.x_y"), b(b"a/b\0")).is_ok());
         assert_eq!(Key::new(64, b(b""), b(b"k")), Err(KeyError::Bucket));
         assert_eq!(Key::new(64, b(b"a/b"), b(b"k")), Err(KeyError::Bucket));
+        assert_eq!(Key::new(64, b(b"."), b(b"k")), Err(KeyError::Bucket));
+        assert_eq!(Key::new(64, b(b".."), b(b"k")), Err(KeyError::Bucket));
+        assert!(Key::new(64, b(b"..."), b(b"k")).is_ok());
         assert_eq!(Key::new(64, b(&[b'b'; 256]), b(b"k")), Err(KeyError::Bucket));
         assert!(Key::new(64, b(&[b'b'; 255]), b(b"k")).is_ok());
         assert_eq!(Key::new(64, b(b"b"), b(b"")), Err(KeyError::Key(0)));

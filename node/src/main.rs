@@ -133,6 +133,24 @@ struct NodeArgs {
     /// How long shutdown waits for in-flight requests, in milliseconds [default: 10000].
     #[arg(long, env = "QUORUMKV_SHUTDOWN_GRACE_MS")]
     shutdown_grace_ms: Option<u64>,
+    /// A request body must arrive within this many milliseconds [default: 10000].
+    #[arg(long, env = "QUORUMKV_REQUEST_READ_TIMEOUT_MS")]
+    request_read_timeout_ms: Option<u64>,
+    /// Connections each listener serves at once [default: 1024].
+    #[arg(long, env = "QUORUMKV_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Client requests served at once; past it a 503 with Retry-After [default: 1024].
+    #[arg(long, env = "QUORUMKV_MAX_REQUESTS_IN_FLIGHT")]
+    max_requests_in_flight: Option<usize>,
+    /// A client bearer token, `rw:TOKEN` or `ro:TOKEN` (repeatable; the environment
+    /// variable takes them comma-separated). None: the client API is open.
+    #[arg(
+        long = "client-token",
+        env = "QUORUMKV_CLIENT_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    client_tokens: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -185,8 +203,14 @@ impl NodeArgs {
             aae_rebuild_interval_s,
             transfer_rate_mib,
             tombstone_grace_ms,
-            capacity
+            capacity,
+            request_read_timeout_ms,
+            max_connections,
+            max_requests_in_flight
         );
+        if !self.client_tokens.is_empty() {
+            c.client_tokens = self.client_tokens.into_iter().map(quorumkv_node::config::Secret).collect();
+        }
         if self.zone.is_some() {
             c.zone = self.zone;
         }

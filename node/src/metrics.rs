@@ -89,6 +89,11 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts a request or connection refused by a limit or by authentication.
+    pub fn refused(&self, listener: &'static str, reason: &'static str) {
+        self.refusals.get_or_create(&RefusalLabels { listener, reason }).inc();
+    }
+
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("quorumkv");
         let requests = Family::<RequestLabels, Counter>::default();

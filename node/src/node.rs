@@ -171,6 +171,7 @@ impl Node {
         if fresh {
             anti_entropy.repair_everything();
         }
+        let config_in_flight = config.max_requests_in_flight;
         let stray = Arc::new(StrayCleanup::new(
             replicas.local().clone(),
             cluster.clone(),
@@ -188,6 +189,7 @@ impl Node {
             stray: stray.clone(),
             peer_auth,
             tokens,
+            in_flight: tokio::sync::Semaphore::new(config_in_flight),
             started: Instant::now(),
         });
 
@@ -256,6 +258,7 @@ pub async fn run(
     let state = node.state().clone();
 
     let peer_stop = CancellationToken::new();
+    let limits = crate::server::Limits { max_connections: state.config.max_connections };
     let peer_server = tokio::spawn(crate::server::serve(
         "peer",
         peer_listener,
@@ -263,12 +266,24 @@ pub async fn run(
         crate::rpc::handle,
         peer_stop.clone(),
         grace,
+        limits,
+        |s: &NodeState, reason| s.metrics.refused("peer", reason),
     ));
     tracing::info!(api = %api_addr, peer = %peer_addr, "serving");
     if let Some(ready) = ready {
         let _ = ready.send((api_addr, peer_addr));
     }
-    crate::server::serve("api", api_listener, state, crate::api::handle, shutdown.clone(), grace).await;
+    crate::server::serve(
+        "api",
+        api_listener,
+        state,
+        crate::api::handle,
+        shutdown.clone(),
+        grace,
+        limits,
+        |s: &NodeState, reason| s.metrics.refused("api", reason),
+    )
+    .await;
 
     // Client requests are drained. Our background replication goes to the peer
     // listeners of others, so ours can stop before it; storage stops last.

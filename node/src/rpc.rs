@@ -17,7 +17,6 @@ use hyper::{Request as HttpRequest, Response as HttpResponse, StatusCode};
 use crate::coordinator::WriteOptions;
 use crate::error::{Error, WireError};
 use crate::key::Key;
-use crate::metrics::RefusalLabels;
 use crate::peer::wire::{self, ReplicaAnswer, ReplicaCall, Request, Response};
 use crate::state::NodeState;
 use crate::throttle::Throttle;
@@ -34,11 +33,22 @@ pub async fn handle(
         let e = Response::Failed(WireError::Other("peer endpoint is POST /rpc".into()));
         return Ok(answer(StatusCode::NOT_FOUND, Bytes::from(wire::encode(&e))));
     }
-    let body = match Limited::new(req.into_body(), MAX_REQUEST_BYTES).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
+    let deadline = Duration::from_millis(state.config.request_read_timeout_ms);
+    let body = match tokio::time::timeout(
+        deadline,
+        Limited::new(req.into_body(), MAX_REQUEST_BYTES).collect(),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) => {
             let e = Response::Failed(WireError::Other(format!("unreadable body: {e}")));
             return Ok(answer(StatusCode::BAD_REQUEST, Bytes::from(wire::encode(&e))));
+        }
+        Err(_) => {
+            state.metrics.refused("peer", "slow_body");
+            let e = Response::Failed(WireError::Other("the message did not arrive in time".into()));
+            return Ok(answer(StatusCode::REQUEST_TIMEOUT, Bytes::from(wire::encode(&e))));
         }
     };
     Ok(match serve_message(&state, body).await {
@@ -67,11 +77,7 @@ async fn serve_message(state: &NodeState, body: Bytes) -> Result<Bytes, Bytes> {
     let (message, opened) = match state.peer_auth.open_request(&body) {
         Ok(opened) => opened,
         Err(e) => {
-            state
-                .metrics
-                .refusals
-                .get_or_create(&RefusalLabels { listener: "peer", reason: "authentication" })
-                .inc();
+            state.metrics.refused("peer", "authentication");
             if let Some(held) = REFUSED.ready() {
                 tracing::warn!(error = %e, refused_since_last_line = held, "refused an unauthenticated peer message");
             }

@@ -33,6 +33,8 @@ pub struct NodeState {
     pub peer_auth: Arc<crate::peer::PeerAuth>,
     /// Signs and checks the context tokens clients carry.
     pub tokens: quorumkv_storage::TokenKey,
+    /// Client requests in flight: a permit each, `max_requests_in_flight` in all.
+    pub in_flight: tokio::sync::Semaphore,
     pub started: Instant,
 }
 

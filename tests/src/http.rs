@@ -94,3 +94,37 @@ impl Http {
             .unwrap_or_else(|e| panic!("DELETE {url}: {e}"))
     }
 }
+
+/// Sends one request on a new connection, exactly as given (the path is not normalised
+/// or re-encoded), with `Connection: close`; returns the whole answer as text. Panics
+/// when no complete answer arrives within `within`.
+pub async fn raw_request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    within: Duration,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).await?;
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&answer).into_owned())
+    };
+    match tokio::time::timeout(within, exchange).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => panic!("{method} {path}: {e}"),
+        Err(_) => panic!("{method} {path}: no answer within {within:?}"),
+    }
+}
+
+/// [`raw_request`] for a GET.
+pub async fn raw_get(addr: std::net::SocketAddr, path: &str, within: Duration) -> String {
+    raw_request(addr, "GET", path, "", within).await
+}

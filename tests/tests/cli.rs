@@ -325,3 +325,47 @@ async fn an_operator_grows_the_cluster_with_the_layout_commands() {
     cli(&c.nodes[new], &["put", "grow", "after", "also"]).ok();
     assert!(cli(&c.nodes[1], &["get", "grow", "after"]).ok().out().trim_end().ends_with("\nalso"));
 }
+
+#[tokio::test]
+async fn bearer_tokens_gate_the_api_and_the_cli_sends_them() {
+    let rw = "rw:read-write-token-0123456789";
+    let ro = "ro:read-only-token-01234567890";
+    let c = Cluster::single(&["--client-token", rw, "--client-token", ro]).await;
+    let n = &c.nodes[0];
+    let (rw, ro) = (&rw[3..], &ro[3..]);
+    // No token, a wrong one: 401, exit 2, nothing stored.
+    let run = cli(n, &["put", "t", "k", "v"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("bearer token"), "{run:?}");
+    let run = cli(n, &["--token", "not-a-token-of-this-node", "get", "t", "k"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    // Read-write writes; read-only reads, and is refused a write (403) and a layout change.
+    cli(n, &["--token", rw, "put", "t", "k", "v"]).ok();
+    assert_eq!(cli(n, &["--token", ro, "get", "t", "k", "--raw"]).ok().stdout, b"v");
+    let run = cli(n, &["--token", ro, "put", "t", "k", "w"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("read-only"), "{run:?}");
+    assert_eq!(cli(n, &["--token", ro, "admin", "layout", "cancel"]).code, 2);
+    assert_eq!(cli(n, &["--token", rw, "get", "t", "k", "--raw"]).ok().stdout, b"v");
+    // The raw API: JSON errors, WWW-Authenticate; health needs no token.
+    let http = quorumkv_tests::Http::new();
+    let r = http.get(&n.kv("t", "k", "")).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"], "unauthorized");
+    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    let r = http.put(&n.kv("t", "k", ""), &[("authorization", &format!("Bearer {ro}"))], "x").await;
+    assert_eq!((r.status.as_u16(), r.json()["error"].clone()), (403, "forbidden".into()));
+    assert_eq!(http.get(&n.url("/v1/health")).await.status, 200);
+    assert_eq!(http.get(&n.url("/metrics")).await.status, 401, "metrics need a token too");
+}
+
+#[tokio::test]
+async fn a_value_over_the_limit_is_a_413_the_cli_reports_as_bad_input() {
+    let c = Cluster::single(&["--max-value-bytes", "1000"]).await;
+    let n = &c.nodes[0];
+    let big = vec![b'x'; 3 * 1024 * 1024];
+    let run = cli_with(Some(n), &["put", "t", "big", "-"], &big);
+    assert_eq!(run.code, 2, "the node's 413 is read, not a reset connection: {run:?}");
+    assert!(run.stderr.contains("value_too_large"), "{run:?}");
+    cli(n, &["put", "t", "small", "fits"]).ok();
+}

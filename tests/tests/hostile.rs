@@ -85,3 +85,138 @@ async fn forged_altered_and_foreign_context_tokens_are_refused_and_lose_nothing(
         assert_eq!(r.text(), format!("by {}", n.name));
     }
 }
+
+/// One GET on a kept-alive connection; the answer (head and body) as text.
+async fn keep_alive_get(s: &mut tokio::net::TcpStream, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes()).await.expect("send");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).await.expect("read");
+        assert!(n > 0, "the connection was closed: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(str::to_owned))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if body.len() >= length {
+                return text;
+            }
+        }
+    }
+}
+
+/// Opens a connection that sends a PUT's headers and two bytes of a 1,000-byte body,
+/// then holds it open.
+async fn slow_upload(api: std::net::SocketAddr) -> Option<tokio::net::TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(api).await.ok()?;
+    let head = "PUT /v1/kv/slow/k HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\nab";
+    s.write_all(head.as_bytes()).await.ok()?;
+    Some(s)
+}
+
+#[tokio::test]
+async fn held_open_uploads_do_not_stop_clients_peers_or_health_checks() {
+    let c = Cluster::start(
+        3,
+        3,
+        &["--max-connections", "300", "--request-read-timeout-ms", "3000", "--max-requests-in-flight", "200"],
+    )
+    .await;
+    let http = Http::new();
+    let (n1, n2) = (&c.nodes[0], &c.nodes[1]);
+    // A client with a keep-alive connection to node-1 before the attack.
+    assert_eq!(http.put(&n1.kv("t", "before", "w=all"), &[], "v").await.status, 204);
+    let mut client = tokio::net::TcpStream::connect(n1.api).await.expect("connect");
+    assert!(keep_alive_get(&mut client, "/v1/kv/t/before").await.starts_with("HTTP/1.1 200"));
+
+    let mut held = Vec::new();
+    for _ in 0..2000 {
+        if let Some(s) = slow_upload(n1.api).await {
+            held.push(s);
+        }
+    }
+    assert!(held.len() >= 1500, "the attack opened its connections: {}", held.len());
+    // Within the attack: the connected client, a new health check, and writes that need
+    // node-1's peer listener are all served, each within a second.
+    let within = std::time::Duration::from_secs(1);
+    let r =
+        tokio::time::timeout(within, keep_alive_get(&mut client, "/v1/kv/t/before")).await.expect("served");
+    assert!(r.starts_with("HTTP/1.1 200") && r.ends_with("\r\n\r\nv"), "{r}");
+    let health = quorumkv_tests::http::raw_get(n1.api, "/v1/health", within).await;
+    assert!(health.starts_with("HTTP/1.1 200"), "health answers past the connection cap: {health}");
+    let r = tokio::time::timeout(within, http.put(&n2.kv("t", "during", "w=all"), &[], "v"))
+        .await
+        .expect("peer write");
+    assert_eq!(r.status, 204, "node-1's peer listener takes the copy: {r:?}");
+    // A new client connection past the cap gets a JSON 503, not silence.
+    let other = quorumkv_tests::http::raw_get(n1.api, "/v1/status", within).await;
+    assert!(other.starts_with("HTTP/1.1 503") && other.contains("too_many_connections"), "{other}");
+
+    // The node gives up on the slow bodies (408) and frees their connections.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let mut closed = 0;
+    for s in held.iter_mut().take(200) {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 1024];
+        if let Ok(Ok(n)) = tokio::time::timeout(std::time::Duration::from_millis(100), s.read(&mut buf)).await
+        {
+            let text = String::from_utf8_lossy(&buf[..n]);
+            if n == 0 || text.starts_with("HTTP/1.1 408") || text.starts_with("HTTP/1.1 503") {
+                closed += 1;
+            }
+        }
+    }
+    assert_eq!(closed, 200, "every held upload was answered or closed");
+    drop(held);
+    let metrics = http.get(&n1.url("/metrics")).await.text();
+    assert!(
+        metrics.contains("quorumkv_refusals_total{listener=\"api\",reason=\"too_many_connections\"}"),
+        "counted"
+    );
+    assert_eq!(http.get(&n1.kv("t", "during", "r=all")).await.status, 200);
+    let r = http.get(&n1.url("/v1/status")).await;
+    assert_eq!(r.status, 200, "the node serves as before");
+}
+
+#[tokio::test]
+async fn names_that_proxies_rewrite_or_that_alias_are_refused() {
+    let c = Cluster::single(&[]).await;
+    let n = &c.nodes[0];
+    let within = std::time::Duration::from_secs(2);
+    for path in ["/v1/kv/./k", "/v1/kv/../k", "/v1/kv/b/%zz", "/v1/kv/b/%4", "/v1/kv/b/a%"] {
+        let r = quorumkv_tests::http::raw_request(n.api, "PUT", path, "v", within).await;
+        assert!(r.starts_with("HTTP/1.1 400"), "{path}: {r}");
+        assert!(
+            r.contains("\"error\":\"invalid_bucket\"") || r.contains("\"error\":\"invalid_key\""),
+            "{path}: {r}"
+        );
+    }
+    // `%25zz` is the key `%zz`, once.
+    let http = Http::new();
+    assert_eq!(http.put(&n.url("/v1/kv/b/%25zz"), &[], "v").await.status, 204);
+    assert_eq!(http.get(&n.url("/v1/kv/b/%25zz")).await.text(), "v");
+}
+
+#[tokio::test]
+async fn an_http2_client_is_told_to_use_http_1_1() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let c = Cluster::single(&[]).await;
+    let mut s = tokio::net::TcpStream::connect(c.nodes[0].api).await.expect("connect");
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.expect("preface");
+    let mut answer = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut answer))
+        .await
+        .expect("the node answers and closes")
+        .expect("read");
+    // A SETTINGS frame, then a GOAWAY (type 7) whose error code is HTTP_1_1_REQUIRED (0xd).
+    assert_eq!(&answer[..9], &[0, 0, 0, 4, 0, 0, 0, 0, 0], "{answer:?}");
+    assert_eq!(answer[12], 7, "{answer:?}");
+    assert_eq!(&answer[22..26], &[0, 0, 0, 0xd], "{answer:?}");
+    assert!(String::from_utf8_lossy(&answer).contains("HTTP/1.1"));
+}

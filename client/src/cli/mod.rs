@@ -60,7 +60,7 @@ uses a context you read earlier instead (safe against writes you have not seen),
 Exit status:
   0 success                          4 quorum failed: too few replicas answered
   1 other error                      5 timed out
-  2 bad input (arguments, 400, 413)  6 no node reachable
+  2 bad input (arguments, 400, 401, 403, 413)  6 no node reachable
   3 not found                        7 siblings where one value was needed
                                        (get --raw), or too many siblings";
 
@@ -91,6 +91,9 @@ struct Global {
     /// Print JSON for scripts instead of text for people (errors go to stderr as JSON too).
     #[arg(long, global = true)]
     json: bool,
+    /// Bearer token, for nodes started with client tokens.
+    #[arg(long, global = true, env = "QUORUMKV_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    token: Option<String>,
     /// Deadline of the whole command, in milliseconds.
     #[arg(long, global = true, value_name = "MS", default_value_t = 5000,
           value_parser = clap::value_parser!(u64).range(1..=600_000))]
@@ -279,6 +282,7 @@ impl CliError {
             Error::Timeout { .. } => (exit::TIMEOUT, "timeout"),
             Error::Transport { .. } => (exit::UNREACHABLE, "unreachable"),
             Error::TooManySiblings { .. } | Error::Unresolved { .. } => (exit::CONFLICT, "too_many_siblings"),
+            Error::Server { status: 401 | 403, .. } => (exit::BAD_INPUT, "denied"),
             _ => (exit::OTHER, "error"),
         };
         let mut body = json!({"error": name, "message": e.to_string()});
@@ -364,12 +368,14 @@ async fn execute(cli: Cli) -> Result<Vec<u8>, CliError> {
     let g = &cli.global;
     // The CLI talks to the node it is told to (failing over to the next --node), not to
     // whichever replica the ring names: an operator pointing at a node wants that node.
-    let client = Client::builder()
+    let mut builder = Client::builder()
         .nodes(g.nodes.iter().cloned())
         .routing(false)
-        .timeout(Duration::from_millis(g.timeout))
-        .build()
-        .map_err(|e| CliError::from_error(e, "--node"))?;
+        .timeout(Duration::from_millis(g.timeout));
+    if let Some(token) = &g.token {
+        builder = builder.token(token.clone());
+    }
+    let client = builder.build().map_err(|e| CliError::from_error(e, "--node"))?;
     match cli.command {
         Command::Get(args) => get(&client, args, g.json).await,
         Command::Put(args) => put(&client, args, g.json).await,

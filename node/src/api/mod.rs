@@ -10,10 +10,12 @@ mod response;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::sync::SemaphorePermit;
+
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use quorumkv_storage::{Content, VersionVector};
 use serde_json::json;
@@ -37,7 +39,23 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, std::convert::Infallible> {
     let started = Instant::now();
-    let (op, result) = route(&state, req).await;
+    // The body is read before the request takes a slot among `max_requests_in_flight`:
+    // clients that send slowly hold their connection (bounded by the read deadline and
+    // the connection cap), never the node's capacity to serve others.
+    let (op, result) = match authorize(&state, &req) {
+        Err(e) => ("refused", Err(e)),
+        Ok(()) => match collect(&state, req).await {
+            Err(e) => ("body", Err(e)),
+            Ok(req) => match admit(&state, &req) {
+                Err(e) => ("refused", Err(e)),
+                Ok(permit) => {
+                    let answer = route(&state, req).await;
+                    drop(permit);
+                    answer
+                }
+            },
+        },
+    };
     let response = match result {
         Ok(resp) => resp,
         Err(e) => {
@@ -51,7 +69,83 @@ pub async fn handle(
     Ok(response)
 }
 
-async fn route(state: &NodeState, req: Request<Incoming>) -> (&'static str, Result<Response<Body>, Error>) {
+/// Checks the bearer token when client tokens are configured: any for a read, a
+/// read-write one for anything else. `/v1/health` needs none, so a load balancer always
+/// gets an answer.
+fn authorize(state: &NodeState, req: &Request<Incoming>) -> Result<(), Error> {
+    if req.uri().path() != "/v1/health" && !state.config.client_tokens.is_empty() {
+        let presented = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let Some(presented) = presented else {
+            state.metrics.refused("api", "unauthorized");
+            return Err(Error::Unauthorized(
+                "this node requires a bearer token: send `Authorization: Bearer TOKEN` (quorumkv --token)"
+                    .into(),
+            ));
+        };
+        let role = state.config.client_tokens.iter().find_map(|t| {
+            let (role, token) = t.0.split_once(':')?;
+            same(token.as_bytes(), presented.as_bytes()).then_some(role)
+        });
+        let reads = matches!(*req.method(), Method::GET | Method::HEAD);
+        match role {
+            None => {
+                state.metrics.refused("api", "unauthorized");
+                return Err(Error::Unauthorized(
+                    "the bearer token is not one of this node's client tokens".into(),
+                ));
+            }
+            Some("ro") if !reads => {
+                state.metrics.refused("api", "forbidden");
+                return Err(Error::Forbidden(
+                    "this token is read-only: writes, deletes and admin changes need a read-write token"
+                        .into(),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Reads the whole body: up to `max_value_bytes` for a PUT of an object, 64 KiB for
+/// anything else, within `request_read_timeout_ms`.
+async fn collect(state: &NodeState, req: Request<Incoming>) -> Result<Request<Bytes>, Error> {
+    let object_put = *req.method() == Method::PUT && req.uri().path().starts_with("/v1/kv/");
+    let limit = if object_put { state.config.max_value_bytes } else { 64 * 1024 };
+    let (parts, body) = req.into_parts();
+    let declared =
+        parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let deadline = Duration::from_millis(state.config.request_read_timeout_ms);
+    let body = read_body(body, declared, limit, deadline).await?;
+    Ok(Request::from_parts(parts, body))
+}
+
+/// Takes a slot among `max_requests_in_flight`, or refuses the request (503 with
+/// `Retry-After`). `/v1/health` needs none.
+fn admit<'a>(state: &'a NodeState, req: &Request<Bytes>) -> Result<Option<SemaphorePermit<'a>>, Error> {
+    if req.uri().path() == "/v1/health" {
+        return Ok(None);
+    }
+    match state.in_flight.try_acquire() {
+        Ok(permit) => Ok(Some(permit)),
+        Err(_) => {
+            state.metrics.refused("api", "overloaded");
+            Err(Error::Overloaded { limit: state.config.max_requests_in_flight })
+        }
+    }
+}
+
+/// Compares two secrets in time that depends on their lengths only.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn route(state: &NodeState, req: Request<Bytes>) -> (&'static str, Result<Response<Body>, Error>) {
     let path = req.uri().path().to_owned();
     if let Some(rest) = path.strip_prefix("/v1/kv/") {
         let Some((bucket, key)) = rest.split_once('/') else {
@@ -133,7 +227,7 @@ fn trigger_anti_entropy(state: &NodeState, query: Option<&str>) -> Result<Respon
     Ok(response::json(StatusCode::ACCEPTED, &json!({"queued": queued})))
 }
 
-fn wants_json(req: &Request<Incoming>) -> bool {
+fn wants_json(req: &Request<Bytes>) -> bool {
     req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("application/json"))
 }
 
@@ -162,11 +256,11 @@ fn write_options(state: &NodeState, p: &ObjectParams) -> Result<WriteOptions, Er
 
 async fn get_object(
     state: &NodeState,
-    req: Request<Incoming>,
+    req: Request<Bytes>,
     bucket: &str,
     key: &str,
 ) -> Result<Response<Body>, Error> {
-    let key = Key::new(state.cluster.params().partitions, params::bucket(bucket), params::key(key))?;
+    let key = Key::new(state.cluster.params().partitions, params::bucket(bucket), params::key(key)?)?;
     let p = ObjectParams::parse(req.uri().query())?;
     let opts = read_options(state, &p)?;
     let object = if p.local {
@@ -187,11 +281,11 @@ struct WriteRequest {
 
 fn write_request(
     state: &NodeState,
-    req: &Request<Incoming>,
+    req: &Request<Bytes>,
     bucket: &str,
     key: &str,
 ) -> Result<WriteRequest, Error> {
-    let key = Key::new(state.cluster.params().partitions, params::bucket(bucket), params::key(key))?;
+    let key = Key::new(state.cluster.params().partitions, params::bucket(bucket), params::key(key)?)?;
     let params = ObjectParams::parse(req.uri().query())?;
     let opts = write_options(state, &params)?;
     let context =
@@ -201,7 +295,7 @@ fn write_request(
 
 async fn put_object(
     state: &NodeState,
-    req: Request<Incoming>,
+    req: Request<Bytes>,
     bucket: &str,
     key: &str,
 ) -> Result<Response<Body>, Error> {
@@ -214,7 +308,7 @@ async fn put_object(
             .to_owned(),
     };
     let json = wants_json(&req);
-    let value = read_body(req, state.config.max_value_bytes).await?;
+    let value = req.into_body();
     let object =
         state.coordinator.put(w.key.clone(), w.context, Content::value(content_type, value), w.opts).await?;
     let tokens = Tokens { signer: &state.tokens, key: &w.key };
@@ -227,7 +321,7 @@ async fn put_object(
 
 async fn delete_object(
     state: &NodeState,
-    req: Request<Incoming>,
+    req: Request<Bytes>,
     bucket: &str,
     key: &str,
 ) -> Result<Response<Body>, Error> {
@@ -236,19 +330,63 @@ async fn delete_object(
     Ok(response::written(object.context(), Tokens { signer: &state.tokens, key: &w.key }))
 }
 
-/// Reads a request body of at most `limit` bytes; more is a 413 before anything is stored.
-/// The bytes go on to storage and to every replica without being copied again.
-async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Error> {
-    let declared =
-        req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+/// How much of a body over the limit is read and thrown away before the 413, so the
+/// client (still sending) reads the answer instead of a reset connection.
+const DRAIN_BYTES: usize = 8 * 1024 * 1024;
+
+/// Reads a request body of at most `limit` bytes within `deadline`; more is a 413 before
+/// anything is stored, slower a 408. The bytes go on to storage and to every replica
+/// without being copied again.
+async fn read_body(
+    mut body: Incoming,
+    declared: Option<u64>,
+    limit: usize,
+    deadline: Duration,
+) -> Result<Bytes, Error> {
     if declared.is_some_and(|len| len > limit as u64) {
+        drain(&mut body, deadline).await;
         return Err(Error::TooLarge { limit });
     }
-    match Limited::new(req.into_body(), limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+    let read = async {
+        let mut taken = Vec::new();
+        let mut total = 0usize;
+        while let Some(frame) = body.frame().await {
+            let frame = frame
+                .map_err(|e| Error::bad("bad_body", format!("the request body could not be read: {e}")))?;
+            if let Ok(data) = frame.into_data() {
+                total += data.len();
+                if total > limit {
+                    return Err(Error::TooLarge { limit });
+                }
+                taken.push(data);
+            }
+        }
+        Ok(match taken.len() {
+            1 => taken.pop().unwrap_or_default(),
+            _ => Bytes::from(taken.concat()),
+        })
+    };
+    let after_ms = deadline.as_millis() as u64;
+    match tokio::time::timeout(deadline, read).await {
+        Ok(Err(Error::TooLarge { limit })) => {
+            drain(&mut body, deadline).await;
             Err(Error::TooLarge { limit })
         }
-        Err(e) => Err(Error::bad("bad_body", format!("the request body could not be read: {e}"))),
+        Ok(result) => result,
+        Err(_) => Err(Error::SlowBody { after_ms }),
     }
+}
+
+/// Reads and discards up to [`DRAIN_BYTES`] of what is left of `body`, for at most `deadline`.
+async fn drain(body: &mut Incoming, deadline: Duration) {
+    let discard = async {
+        let mut total = 0usize;
+        while total < DRAIN_BYTES {
+            match body.frame().await {
+                Some(Ok(frame)) => total += frame.data_ref().map_or(0, Bytes::len),
+                _ => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(deadline.min(Duration::from_secs(2)), discard).await;
 }

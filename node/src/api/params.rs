@@ -15,9 +15,22 @@ pub fn bucket(raw: &str) -> Bytes {
 }
 
 /// Decodes a key: the percent-decoded rest of the path, any bytes;
-/// [`Key::new`](crate::key::Key::new) checks its length.
-pub fn key(raw: &str) -> Bytes {
-    Bytes::from(percent_encoding::percent_decode_str(raw).collect::<Vec<u8>>())
+/// [`Key::new`](crate::key::Key::new) checks its length. A `%` not followed by two hex
+/// digits is refused: decoded leniently, `%zz` and `%25zz` would name the same key.
+pub fn key(raw: &str) -> Result<Bytes, Error> {
+    let bytes = raw.as_bytes();
+    let malformed = bytes.iter().enumerate().any(|(i, &b)| {
+        b == b'%'
+            && !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+    });
+    if malformed {
+        return Err(Error::bad(
+            "invalid_key",
+            "the key's percent-encoding is invalid: every `%` must be followed by two hex digits (send `%25` for a literal `%`)",
+        ));
+    }
+    Ok(Bytes::from(percent_encoding::percent_decode_str(raw).collect::<Vec<u8>>()))
 }
 
 /// Decodes the `X-Causal-Context` header of a request about `key`.
@@ -111,7 +124,11 @@ mod tests {
 
     #[test]
     fn keys_are_percent_decoded() {
-        assert_eq!(key("a%2Fb%00"), Bytes::from_static(b"a/b\0"));
+        assert_eq!(key("a%2Fb%00").ok(), Some(Bytes::from_static(b"a/b\0")));
+        assert_eq!(key("%25zz").ok(), Some(Bytes::from_static(b"%zz")));
+        for bad in ["%zz", "a%", "%4", "%%41"] {
+            assert!(key(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

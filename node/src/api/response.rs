@@ -39,6 +39,15 @@ pub fn error(e: &Error) -> Response<Body> {
     if let Some(ctx) = e.context() {
         set_context_str(&mut resp, ctx);
     }
+    match e {
+        Error::Overloaded { .. } => {
+            resp.headers_mut().insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        Error::Unauthorized(_) => {
+            resp.headers_mut().insert(hyper::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        _ => {}
+    }
     resp
 }
 
