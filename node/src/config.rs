@@ -341,6 +341,30 @@ mod tests {
         assert_eq!(config.partitions, 64);
     }
 
+    proptest::proptest! {
+        /// Any text, and the example file with bytes changed, parses to a config or an
+        /// error naming the problem; a config that parses validates or names a field.
+        #[test]
+        fn any_config_text_parses_or_is_refused(
+            text in ".{0,200}",
+            edits in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<char>()), 1..4),
+        ) {
+            if let Ok(c) = Config::from_toml(&text) {
+                let _ = c.validate();
+            }
+            let mut example: Vec<char> = include_str!("../quorumkv.example.toml").chars().collect();
+            for (pos, ch) in edits {
+                let i = pos.index(example.len());
+                example[i] = ch;
+            }
+            let example: String = example.into_iter().collect();
+            match Config::from_toml(&example) {
+                Ok(c) => { let _ = c.validate(); }
+                Err(e) => proptest::prop_assert!(!e.to_string().is_empty()),
+            }
+        }
+    }
+
     #[test]
     fn unknown_fields_and_bad_values_name_the_field() {
         let e = Config::from_toml("partitons = 64").expect_err("typo");

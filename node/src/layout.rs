@@ -261,6 +261,34 @@ mod tests {
         assert!(Layout::decode(&a.encode()[..10]).is_err());
     }
 
+    proptest::proptest! {
+        /// A stored layout that was damaged is refused, or is a valid one (the ring
+        /// re-validates its whole table).
+        #[test]
+        fn a_damaged_layout_is_refused_or_valid(
+            edits in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()), 0..4),
+            garbage in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+        ) {
+            let _ = Layout::decode(&garbage);
+            let params = ClusterParams { partitions: 16, replicas: 2, vnodes: 8 };
+            let mut bytes = Layout::first(params, &[member("a"), member("b"), member("c")]).expect("layout").encode();
+            for (pos, byte) in edits {
+                let i = pos.index(bytes.len());
+                bytes[i] = byte;
+            }
+            if let Ok(layout) = Layout::decode(&bytes) {
+                let ring = layout.ring();
+                for p in 0..ring.params().partitions {
+                    let mut primaries = ring.primaries(p).to_vec();
+                    primaries.sort();
+                    primaries.dedup();
+                    proptest::prop_assert_eq!(primaries.len(), ring.replicas());
+                    proptest::prop_assert!(primaries.iter().all(|n| layout.is_member(n)));
+                }
+            }
+        }
+    }
+
     #[test]
     fn changes_make_the_next_version_and_bad_ones_are_refused() {
         let params = ClusterParams { partitions: 64, replicas: 3, vnodes: 64 };

@@ -155,9 +155,33 @@ pub struct Sibling {
 /// Canonical form: siblings sorted by dot, no two with the same dot, every dot covered by
 /// the version vector. Two replicas with the same history hold equal objects.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "ObjectRepr")]
 pub struct Object {
     vv: VersionVector,
     siblings: Vec<Sibling>,
+}
+
+/// An [`Object`] as decoded (from disk or a peer), before its canonical form is checked.
+#[derive(Deserialize)]
+struct ObjectRepr {
+    vv: VersionVector,
+    siblings: Vec<Sibling>,
+}
+
+impl TryFrom<ObjectRepr> for Object {
+    type Error = String;
+
+    /// Refuses what no history makes: siblings out of dot order or sharing a dot, a dot
+    /// the version vector does not cover, a counter of 0.
+    fn try_from(r: ObjectRepr) -> Result<Object, String> {
+        if !r.siblings.windows(2).all(|w| w[0].dot < w[1].dot) {
+            return Err("siblings out of order or sharing a dot".into());
+        }
+        if let Some(s) = r.siblings.iter().find(|s| s.dot.counter == 0 || !r.vv.covers(s.dot)) {
+            return Err(format!("a sibling's dot {:?} is not part of the object's history", s.dot));
+        }
+        Ok(Object { vv: r.vv, siblings: r.siblings })
+    }
 }
 
 impl Object {

@@ -81,6 +81,40 @@ mod tests {
         }
 
         #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode(&bytes);
+            // The same bytes behind a valid checksum reach the payload decoder.
+            let mut framed = crc32fast::hash(&bytes).to_le_bytes().to_vec();
+            framed.extend_from_slice(&bytes);
+            let _ = decode(&framed);
+        }
+
+        /// What a checksum cannot catch: a change written with a matching CRC (a bug, or
+        /// a hand-edited file). It is refused, or decodes to a canonical object.
+        #[test]
+        fn a_mutation_behind_a_valid_checksum_is_refused_or_canonical(
+            values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..32), 1..6),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+        ) {
+            let mut bytes = encode(&object(&values));
+            for (pos, byte) in edits {
+                let i = 5 + pos.index(bytes.len() - 5);
+                bytes[i] = byte;
+            }
+            let crc = crc32fast::hash(&bytes[4..]);
+            bytes[..4].copy_from_slice(&crc.to_le_bytes());
+            if let Ok(obj) = decode(&bytes) {
+                let siblings = obj.siblings();
+                prop_assert!(siblings.windows(2).all(|w| w[0].dot < w[1].dot));
+                prop_assert!(siblings.iter().all(|s| s.dot.counter > 0 && obj.context().covers(s.dot)));
+                // And it still takes part in merges and updates.
+                let mut other = obj.clone();
+                other.merge(&obj);
+                prop_assert_eq!(other, obj);
+            }
+        }
+
+        #[test]
         fn a_flipped_bit_is_caught(values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..6), pos in any::<prop::sample::Index>(), bit in 0..8u8) {
             let mut bytes = encode(&object(&values));
             let i = pos.index(bytes.len());

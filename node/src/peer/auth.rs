@@ -216,6 +216,16 @@ mod tests {
         assert_eq!(a.open_answer(another, &answer), Err(AuthError::BadTag), "an answer to another request");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_are_refused_without_a_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let auth = PeerAuth::new(b"s");
+            proptest::prop_assert!(auth.open_request(&Bytes::from(bytes.clone())).is_err());
+            let (_, to) = auth.seal_request(b"x");
+            proptest::prop_assert!(auth.open_answer(to, &Bytes::from(bytes)).is_err());
+        }
+    }
+
     #[test]
     fn altered_truncated_and_stale_requests_are_refused() {
         let auth = PeerAuth::new(b"s");

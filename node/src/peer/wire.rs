@@ -279,4 +279,66 @@ mod tests {
         trailing.push(0);
         assert!(decode::<Request>(&trailing).is_err());
     }
+
+    /// Valid messages of every kind a peer sends most, to mutate.
+    fn samples() -> Vec<Vec<u8>> {
+        let mut o = Object::new();
+        o.update(&VersionVector::new(), quorumkv_storage::Actor(1), Content::value("text/plain", "v"))
+            .expect("update");
+        let key = Key::new(64, Bytes::from_static(b"bucket"), Bytes::from_static(b"key")).expect("key");
+        let merge = ReplicaCall::Merge {
+            key: key.clone(),
+            object: SharedObject::new(o.clone()),
+            durable: true,
+            hint_for: Some(NodeId::from("n2")),
+        };
+        vec![
+            encode(&Request::Replica(merge.clone())),
+            encode(&Request::Batch(vec![merge, ReplicaCall::Get { key: key.clone() }])),
+            encode(&Request::MergeBatch { items: vec![Item { key: key.clone(), object: o.clone() }] }),
+            encode(&Request::SyncLeaves {
+                partition: 3,
+                leaves: vec![1, 2],
+                entries: vec![KeyHash { key, hash: 9 }],
+            }),
+            encode(&Response::Replica(ReplicaAnswer::Object(Some(o)))),
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1024)) {
+            let _ = decode::<Request>(&bytes);
+            let _ = decode::<Response>(&bytes);
+            let mut versioned = vec![PROTOCOL_VERSION];
+            versioned.extend_from_slice(&bytes);
+            let _ = decode::<Request>(&versioned);
+            let _ = decode::<Response>(&versioned);
+        }
+
+        /// A mutated message is refused, or decodes to names that pass the same checks a
+        /// client's do (and objects in canonical form: the storage crate checks those).
+        #[test]
+        fn mutated_messages_are_refused_or_valid(
+            which in 0usize..5,
+            edits in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()), 1..4),
+        ) {
+            let mut bytes = samples().swap_remove(which);
+            for (pos, byte) in edits {
+                let i = 1 + pos.index(bytes.len() - 1);
+                bytes[i] = byte;
+            }
+            let keys: Vec<Key> = match decode::<Request>(&bytes) {
+                Ok(Request::Replica(call)) => vec![call.key().clone()],
+                Ok(Request::Batch(calls)) => calls.iter().map(|c| c.key().clone()).collect(),
+                Ok(Request::MergeBatch { items }) => items.into_iter().map(|i| i.key).collect(),
+                Ok(Request::SyncLeaves { entries, .. }) => entries.into_iter().map(|e| e.key).collect(),
+                _ => Vec::new(),
+            };
+            for key in keys {
+                proptest::prop_assert!(Key::new(64, key.bucket().clone(), key.key().clone()).is_ok(), "{key:?}");
+            }
+            let _ = decode::<Response>(&bytes);
+        }
+    }
 }
