@@ -221,3 +221,68 @@ async fn an_http2_client_is_told_to_use_http_1_1() {
     assert_eq!(&answer[22..26], &[0, 0, 0, 0xd], "{answer:?}");
     assert!(String::from_utf8_lossy(&answer).contains("HTTP/1.1"));
 }
+
+#[tokio::test]
+async fn past_the_in_flight_limit_a_request_gets_503_overloaded_with_retry_after() {
+    let c = Cluster::start(3, 3, &["--max-requests-in-flight", "1"]).await;
+    let http = Http::new();
+    // node-3 stops answering: a w=all write through node-1 holds its one slot until its
+    // deadline.
+    c.nodes[2].pause();
+    let slow = {
+        let (http, url) = (http.clone(), c.nodes[0].kv("t", "k", "w=all&timeout_ms=3000&sloppy=false"));
+        tokio::spawn(async move { http.put(&url, &[], "v").await })
+    };
+    // Let the write reach the node first (the probes below take the slot too).
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let n1 = &c.nodes[0];
+    let refused =
+        quorumkv_tests::eventually("the slot is taken", std::time::Duration::from_secs(3), || async {
+            let r = http.get(&n1.kv("t", "other", "")).await;
+            (r.status == 503).then_some(r)
+        })
+        .await;
+    assert_eq!(error_code(&refused), "overloaded");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert_eq!(http.get(&n1.url("/v1/health")).await.status, 200, "health takes no slot");
+    let slow = slow.await.expect("the slow write");
+    assert_eq!(
+        (slow.status.as_u16(), error_code(&slow)),
+        (503, "quorum_failed".to_string()),
+        "w=all could not be met"
+    );
+    c.nodes[2].resume();
+    assert_eq!(http.get(&n1.kv("t", "k", "")).await.status, 200, "the slot is free again");
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_is_a_408() {
+    let c = Cluster::single(&["--request-read-timeout-ms", "500"]).await;
+    let stream = slow_upload(c.nodes[0].api).await.expect("connect");
+    let mut stream = stream;
+    let mut answer = Vec::new();
+    use tokio::io::AsyncReadExt;
+    tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("the node answers")
+        .expect("read");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408") && text.contains("\"error\":\"request_timeout\""), "{text}");
+}
+
+#[tokio::test]
+async fn without_a_cluster_secret_a_node_refuses_to_serve_peers_beyond_loopback() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(quorumkv_tests::process::node_binary())
+        .args(["--listen", "127.0.0.1:0", "--peer-listen", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("QUORUMKV_CLUSTER_SECRET")
+        .output()
+        .expect("run the node");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("without a cluster secret") && stderr.contains("QUORUMKV_CLUSTER_SECRET"),
+        "{stderr}"
+    );
+}
