@@ -29,6 +29,13 @@ struct Cli {
 enum Command {
     /// Start a local cluster on loopback for trying things out (Ctrl-C stops every node).
     Dev(DevArgs),
+    /// Write a new random cluster secret to FILE (mode 600), unless FILE exists; for
+    /// set-ups that make one for the operator (containers).
+    Secret {
+        /// Where to write it.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -259,6 +266,10 @@ fn main() -> anyhow::Result<()> {
                 Err(e) => Err(e),
             },
             Some(Command::Dev(dev)) => run_dev(dev, cli.node, shutdown).await,
+            Some(Command::Secret { out }) => ensure_secret(&out).map(|made| {
+                let what = if made { "wrote a new cluster secret to" } else { "kept the cluster secret in" };
+                println!("{what} {}", out.display());
+            }),
         };
         signals.abort();
         ran
@@ -279,6 +290,22 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
+/// Writes 32 random hex digits to `path` (mode 600) unless it exists; whether it wrote.
+fn ensure_secret(path: &std::path::Path) -> anyhow::Result<bool> {
+    if path.exists() {
+        return Ok(false);
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut random = [0u8; 16];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut random)?;
+    let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(path, hex + "\n").with_context(|| format!("writing {}", path.display()))?;
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    Ok(true)
+}
+
 /// Runs `dev.nodes` nodes in this process, each with its own data directory and ports.
 async fn run_dev(dev: DevArgs, base: NodeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut base = base.into_config()?;
@@ -286,16 +313,7 @@ async fn run_dev(dev: DevArgs, base: NodeArgs, shutdown: CancellationToken) -> a
         // The dev cluster's nodes share a secret made on its first start and kept beside
         // their data, so a node started by hand can join them.
         let path = dev.data_dir.join("cluster.secret");
-        if !path.exists() {
-            std::fs::create_dir_all(&dev.data_dir)
-                .with_context(|| format!("creating {}", dev.data_dir.display()))?;
-            let mut random = [0u8; 16];
-            std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut random)?;
-            let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
-            std::fs::write(&path, hex + "\n").with_context(|| format!("writing {}", path.display()))?;
-            #[cfg(unix)]
-            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-        }
+        ensure_secret(&path)?;
         println!("cluster secret: {} (give it to a node that joins: --cluster-secret-file)", path.display());
         base.cluster_secret_file = Some(path);
     }

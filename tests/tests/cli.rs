@@ -369,3 +369,28 @@ async fn a_value_over_the_limit_is_a_413_the_cli_reports_as_bad_input() {
     assert!(run.stderr.contains("value_too_large"), "{run:?}");
     cli(n, &["put", "t", "small", "fits"]).ok();
 }
+
+#[tokio::test]
+async fn health_exits_0_on_a_serving_node_and_1_otherwise() {
+    let c = Cluster::single(&[]).await;
+    assert_eq!(cli(&c.nodes[0], &["health"]).ok().out(), "healthy\n");
+    let run = cli_with(None, &["--node", "127.0.0.1:1", "--timeout", "500", "health"], b"");
+    assert_eq!(run.code, 1, "{run:?}");
+    // The node binary makes a cluster secret once and keeps it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("s/cluster.secret");
+    let make = || {
+        std::process::Command::new(quorumkv_tests::process::node_binary())
+            .args(["secret", "--out"])
+            .arg(&path)
+            .output()
+            .expect("run")
+    };
+    assert!(make().status.success());
+    let first = std::fs::read_to_string(&path).expect("written");
+    assert_eq!(first.trim().len(), 32, "{first}");
+    assert!(make().status.success());
+    assert_eq!(std::fs::read_to_string(&path).expect("kept"), first, "an existing secret is kept");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777, 0o600);
+}

@@ -110,6 +110,8 @@ enum Command {
     Delete(DeleteArgs),
     /// Show a node's status: identity, uptime, storage, and the members it sees.
     Status,
+    /// Exit 0 if the node answers /v1/health with 200 (it has the layout and serves), else 1.
+    Health,
     /// Show the ring: version, N, members and how many partitions each holds.
     Ring(RingArgs),
     /// Operator commands.
@@ -381,6 +383,10 @@ async fn execute(cli: Cli) -> Result<Vec<u8>, CliError> {
         Command::Put(args) => put(&client, args, g.json).await,
         Command::Delete(args) => delete(&client, args, g.json).await,
         Command::Status => status(&client, g.json).await,
+        Command::Health => match client.health().await {
+            Ok(()) => Ok(b"healthy\n".to_vec()),
+            Err(e) => Err(CliError { code: 1, ..CliError::from_error(e, "health") }),
+        },
         Command::Ring(args) => ring(&client, args, g.json).await,
         Command::Admin(AdminCommand::Layout { command }) => layout(&client, command, g.json).await,
         Command::Admin(AdminCommand::AntiEntropy { partition }) => {
