@@ -113,15 +113,7 @@ impl Layout {
             RingParams { partitions: params.partitions, replicas: params.replicas, vnodes: params.vnodes };
         let ring = Ring::new(ring_params, 1, members.iter().map(MemberInfo::spec))
             .map_err(|e| Error::bad("invalid_layout", e.to_string()))?;
-        let addresses = members
-            .iter()
-            .map(|m| {
-                (
-                    m.node_id.clone(),
-                    Addresses { peer_addr: m.peer_addr.clone(), api_addr: m.api_addr.clone() },
-                )
-            })
-            .collect();
+        let addresses = members.iter().map(|m| (m.node_id.clone(), Addresses::of(m))).collect();
         Ok(Layout { ring, addresses })
     }
 

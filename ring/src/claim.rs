@@ -578,13 +578,7 @@ fn settle(pool: &Pool, primaries: &mut Primaries, lo: &[usize], hi: &[usize], ch
         let moved = if shedding {
             search.shed(member, &eligible, &mut assigned, &mut load, hi, None)
         } else {
-            let mut candidates: Vec<Vec<usize>> = vec![Vec::new(); members];
-            for (item, list) in eligible.iter().enumerate() {
-                for &m in list {
-                    candidates[usize::from(m)].push(item);
-                }
-            }
-            search.lift(member, &candidates, &mut assigned, &mut load, lo, None)
+            search.lift(member, &candidates(&eligible, members), &mut assigned, &mut load, lo, None)
         };
         let next = Primaries::from_rows(width, assigned);
         let valid = (0..next.partitions()).all(|p| {
@@ -655,12 +649,7 @@ fn rebalance(
     preferred: Option<&[bool]>,
 ) {
     let members = load.len();
-    let mut candidates: Vec<Vec<usize>> = vec![Vec::new(); members];
-    for (item, list) in eligible.iter().enumerate() {
-        for &m in list {
-            candidates[usize::from(m)].push(item);
-        }
-    }
+    let candidates = candidates(eligible, members);
     let mut search = Search::new(members);
 
     let mut stuck = vec![false; members];
@@ -680,6 +669,17 @@ fn rebalance(
             || search.lift(m, &candidates, assigned, load, lo, None);
         stuck[m] = !moved;
     }
+}
+
+/// For each of `members` members, the items it is eligible for: `eligible` inverted.
+fn candidates(eligible: &[Vec<u16>], members: usize) -> Vec<Vec<usize>> {
+    let mut candidates: Vec<Vec<usize>> = vec![Vec::new(); members];
+    for (item, list) in eligible.iter().enumerate() {
+        for &m in list {
+            candidates[usize::from(m)].push(item);
+        }
+    }
+    candidates
 }
 
 /// Scratch space for the breadth-first searches of [`rebalance`].

@@ -42,19 +42,13 @@ pub async fn handle(
     // The body is read before the request takes a slot among `max_requests_in_flight`:
     // clients that send slowly hold their connection (bounded by the read deadline and
     // the connection cap), never the node's capacity to serve others.
-    let (op, result) = match authorize(&state, &req) {
-        Err(e) => ("refused", Err(e)),
-        Ok(()) => match collect(&state, req).await {
-            Err(e) => ("body", Err(e)),
-            Ok(req) => match admit(&state, &req) {
-                Err(e) => ("refused", Err(e)),
-                Ok(permit) => {
-                    let answer = route(&state, req).await;
-                    drop(permit);
-                    answer
-                }
-            },
-        },
+    let (op, result) = match admit(&state, req).await {
+        Err((op, e)) => (op, Err(e)),
+        Ok((req, permit)) => {
+            let answer = route(&state, req).await;
+            drop(permit);
+            answer
+        }
     };
     let response = match result {
         Ok(resp) => resp,
@@ -69,11 +63,35 @@ pub async fn handle(
     Ok(response)
 }
 
+/// Lets a request in: its bearer token checked, its body read, a slot among
+/// `max_requests_in_flight` taken (held until the permit is dropped). `/v1/health` needs
+/// neither token nor slot, so a load balancer always gets an answer. A refusal comes with
+/// the operation to count it under.
+async fn admit(
+    state: &NodeState,
+    req: Request<Incoming>,
+) -> Result<(Request<Bytes>, Option<SemaphorePermit<'_>>), (&'static str, Error)> {
+    let health = req.uri().path() == "/v1/health";
+    if !health {
+        authorize(state, &req).map_err(|e| ("refused", e))?;
+    }
+    let req = collect(state, req).await.map_err(|e| ("body", e))?;
+    if health {
+        return Ok((req, None));
+    }
+    match state.in_flight.try_acquire() {
+        Ok(permit) => Ok((req, Some(permit))),
+        Err(_) => {
+            state.metrics.refused("api", "overloaded");
+            Err(("refused", Error::Overloaded { limit: state.config.max_requests_in_flight }))
+        }
+    }
+}
+
 /// Checks the bearer token when client tokens are configured: any for a read, a
-/// read-write one for anything else. `/v1/health` needs none, so a load balancer always
-/// gets an answer.
+/// read-write one for anything else.
 fn authorize(state: &NodeState, req: &Request<Incoming>) -> Result<(), Error> {
-    if req.uri().path() != "/v1/health" && !state.config.client_tokens.is_empty() {
+    if !state.config.client_tokens.is_empty() {
         let presented = req
             .headers()
             .get(AUTHORIZATION)
@@ -123,21 +141,6 @@ async fn collect(state: &NodeState, req: Request<Incoming>) -> Result<Request<By
     let deadline = Duration::from_millis(state.config.request_read_timeout_ms);
     let body = read_body(body, declared, limit, deadline).await?;
     Ok(Request::from_parts(parts, body))
-}
-
-/// Takes a slot among `max_requests_in_flight`, or refuses the request (503 with
-/// `Retry-After`). `/v1/health` needs none.
-fn admit<'a>(state: &'a NodeState, req: &Request<Bytes>) -> Result<Option<SemaphorePermit<'a>>, Error> {
-    if req.uri().path() == "/v1/health" {
-        return Ok(None);
-    }
-    match state.in_flight.try_acquire() {
-        Ok(permit) => Ok(Some(permit)),
-        Err(_) => {
-            state.metrics.refused("api", "overloaded");
-            Err(Error::Overloaded { limit: state.config.max_requests_in_flight })
-        }
-    }
 }
 
 /// Compares two secrets in time that depends on their lengths only.
