@@ -100,6 +100,10 @@ pub struct Config {
     /// does not stall writes; it also bounds what a power loss takes from `dw=0`
     /// writes. 0 turns it off.
     pub journal_sync_ms: u64,
+    /// CPU niceness (0–19) of the storage engine's flush and compaction threads: at 19
+    /// they use the cycles requests leave idle, so a flush does not stall requests; 0
+    /// leaves them at the node's priority. Applies from the next start.
+    pub background_nice: u8,
     /// How often each peer is pinged by the failure detector, in milliseconds.
     pub heartbeat_interval_ms: u64,
     /// Suspicion (phi) above which a silent peer is marked down. With the default
@@ -158,6 +162,7 @@ impl Default for Config {
             client_tokens: Vec::new(),
             storage_threads: default_storage_threads(),
             journal_sync_ms: 50,
+            background_nice: 19,
             heartbeat_interval_ms: 200,
             phi_threshold: 6.0,
             hinted_handoff: true,
@@ -252,6 +257,9 @@ impl Config {
         }
         if self.journal_sync_ms > 60_000 {
             return err("journal_sync_ms", "must be at most 60000 (0 turns it off)");
+        }
+        if self.background_nice > 19 {
+            return err("background_nice", "must be between 0 and 19");
         }
         if !(10..=60_000).contains(&self.heartbeat_interval_ms) {
             return err("heartbeat_interval_ms", "must be between 10 and 60000");

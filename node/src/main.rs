@@ -137,6 +137,10 @@ struct NodeArgs {
     /// Journal fsync interval in milliseconds when anything was written; 0: off [default: 50].
     #[arg(long, env = "QUORUMKV_JOURNAL_SYNC_MS")]
     journal_sync_ms: Option<u64>,
+    /// CPU niceness of the storage engine's flush and compaction threads, 0 to 19; 0
+    /// leaves them at the node's priority [default: 19].
+    #[arg(long, env = "QUORUMKV_BACKGROUND_NICE")]
+    background_nice: Option<u8>,
     /// How long shutdown waits for in-flight requests, in milliseconds [default: 10000].
     #[arg(long, env = "QUORUMKV_SHUTDOWN_GRACE_MS")]
     shutdown_grace_ms: Option<u64>,
@@ -205,6 +209,7 @@ impl NodeArgs {
             hint_rate,
             storage_threads,
             journal_sync_ms,
+            background_nice,
             hinted_handoff,
             aae_interval_ms,
             aae_rebuild_interval_s,
@@ -398,6 +403,7 @@ mod tests {
             "--capacity=4",
             "--zone=rack-2",
             "--tombstone-grace-ms=92",
+            "--background-nice=7",
         ])
         .expect("parses");
         let c = cli.node.into_config().expect("valid");
@@ -425,6 +431,7 @@ mod tests {
             hint_rate: 96,
             storage_threads: 5,
             journal_sync_ms: 91,
+            background_nice: 7,
             shutdown_grace_ms: 95,
             aae_interval_ms: 94,
             aae_rebuild_interval_s: 93,

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quorumkv_storage::{Actor, Store, TokenKey};
+use quorumkv_storage::{Actor, Store, StoreOptions, TokenKey};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -82,10 +82,15 @@ impl Node {
         let dir = config.data_dir.clone();
         let storage_err = |source| StartError::Storage { dir: dir.display().to_string(), source };
         let open_dir = dir.clone();
+        let background_nice = config.background_nice;
         let opened = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&open_dir)
                 .map_err(|source| StartError::DataDir { dir: open_dir.display().to_string(), source })?;
-            Store::open(&open_dir)
+            let options = StoreOptions {
+                worker_nice: (background_nice > 0).then_some(i32::from(background_nice)),
+                ..StoreOptions::default()
+            };
+            Store::open_with(&open_dir, &options)
                 .map_err(|source| StartError::Storage { dir: open_dir.display().to_string(), source })
         })
         .await

@@ -10,11 +10,14 @@
 //! - [`merkle`]: per-partition Merkle trees, updated by XOR deltas on every write.
 //! - [`record`]: the CRC-framed on-disk record.
 //! - [`store`]: the fjall-backed store with per-key read-modify-write and group commit.
-//! - `commit`: the group-commit primitive.
+//! - [`background`]: keeping fjall's flushes and compactions out of the requests' way.
+//! - `commit`: the group-commit primitive; `journal`: fsyncing the journal outside fjall's lock.
 
+pub mod background;
 pub mod causal;
 mod commit;
 mod error;
+mod journal;
 pub mod merkle;
 pub mod record;
 pub mod store;
@@ -23,5 +26,5 @@ pub mod token;
 pub use causal::{Actor, Content, Dot, Object, SIBLING_LIMIT, SIBLING_WARN, Sibling, VersionVector, unix_ms};
 pub use error::Error;
 pub use merkle::Tree;
-pub use store::{Durability, Entry, Hint, ObjectKey, Store, StoreStats};
+pub use store::{Durability, Entry, Hint, ObjectKey, Store, StoreOptions, StoreStats};
 pub use token::{TokenKey, decode_context, encode_context};

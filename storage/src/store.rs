@@ -16,8 +16,10 @@ use std::collections::HashMap;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 
 use crate::Error;
+use crate::background;
 use crate::causal::{Object, unix_ms};
 use crate::commit::GroupCommit;
+use crate::journal::JournalSync;
 use crate::merkle::{self, Forest, Tree};
 use crate::record;
 
@@ -150,6 +152,26 @@ pub struct StoreStats {
     pub hints_expired: AtomicU64,
 }
 
+/// How a store is opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// CPU niceness (0–19) for fjall's flush and compaction threads, so requests go
+    /// first; `None` leaves them at the process's priority. See [`crate::background`].
+    pub worker_nice: Option<i32>,
+    /// Memtable size of the data keyspace when the store is created; `None` draws one
+    /// between 40 and 64 MiB so that replicas do not flush at the same moment.
+    pub memtable_bytes: Option<u64>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> StoreOptions {
+        StoreOptions { worker_nice: Some(DEFAULT_WORKER_NICE), memtable_bytes: None }
+    }
+}
+
+/// Niceness of fjall's worker threads unless configured otherwise.
+pub const DEFAULT_WORKER_NICE: i32 = 19;
+
 pub struct Store {
     db: Database,
     data: Keyspace,
@@ -159,6 +181,8 @@ pub struct Store {
     commit: GroupCommit,
     stats: StoreStats,
     forest: Mutex<Forest>,
+    /// Fsyncs the journal outside fjall's journal lock, so writers never wait on it.
+    journal: JournalSync,
     /// The journal sequence number the last [`Store::sync_if_written`] saw.
     synced_seqno: AtomicU64,
     /// Hints older than this many milliseconds are dropped, not delivered (0: never).
@@ -172,10 +196,22 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `path`. A second open of the same path fails.
+    /// Opens (or creates) the store in `path` with the default [`StoreOptions`]. A second
+    /// open of the same path fails.
     pub fn open(path: &Path) -> Result<Store, Error> {
-        let db = Database::builder(path).open()?;
-        let data = db.keyspace("data", KeyspaceCreateOptions::default)?;
+        Store::open_with(path, &StoreOptions::default())
+    }
+
+    /// Opens (or creates) the store in `path`. A second open of the same path fails.
+    pub fn open_with(path: &Path, options: &StoreOptions) -> Result<Store, Error> {
+        let db = match options.worker_nice {
+            Some(nice) => background::open_at_niceness(nice, || Database::builder(path).open())?,
+            None => Database::builder(path).open()?,
+        };
+        let memtable = options.memtable_bytes.unwrap_or_else(background::memtable_bytes);
+        // fjall keeps a keyspace's memtable size from its creation on: this applies to new
+        // stores only.
+        let data = db.keyspace("data", || KeyspaceCreateOptions::default().max_memtable_size(memtable))?;
         let hints = db.keyspace("hints", KeyspaceCreateOptions::default)?;
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
         let locks = (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect();
@@ -188,6 +224,7 @@ impl Store {
             commit: GroupCommit::default(),
             stats: StoreStats::default(),
             forest: Mutex::new(Forest::new(merkle::DEFAULT_WIDTH)),
+            journal: JournalSync::new(path),
             synced_seqno: AtomicU64::new(0),
             hint_ttl_ms: AtomicU64::new(0),
         })
@@ -261,13 +298,15 @@ impl Store {
     }
 
     /// Waits until every write made before this call is fsynced, sharing the fsync with
-    /// concurrent callers (group commit).
+    /// concurrent callers (group commit). The fsync holds none of fjall's locks (see
+    /// [`crate::journal`]): writes go on landing while it runs.
     pub fn sync(&self) -> Result<(), Error> {
-        self.commit.wait(|| {
-            self.stats.syncs.fetch_add(1, Ordering::Relaxed);
-            self.db.persist(PersistMode::SyncData)
-        })?;
-        Ok(())
+        self.commit
+            .wait(|| {
+                self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+                self.journal.sync()
+            })
+            .map_err(|e| Error::SyncFailed(e.to_string()))
     }
 
     /// Fsyncs the journal if anything was written since the last call; returns whether

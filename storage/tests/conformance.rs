@@ -334,3 +334,27 @@ fn a_corrupt_record_is_left_out_of_a_rebuilt_tree() {
 fn all_leaves(s: &Store) -> Vec<u16> {
     (0..(s.tree_width() * s.tree_width()) as u16).collect()
 }
+
+/// The store fsyncs the journal through a descriptor of its own (outside fjall's lock),
+/// which is only sound if a write has reached the newest journal file when the call
+/// returns. This checks that premise on the fjall version we build with.
+#[test]
+fn a_returned_write_is_already_in_the_newest_journal_that_sync_covers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let mut object = quorumkv_storage::Object::new();
+    object.update(&VersionVector::new(), Actor(1), text("needle-5d1c9a")).expect("update");
+    store.merge(key("k"), &object, Durability::Journal).expect("write");
+    let newest = std::fs::read_dir(dir.path())
+        .expect("list")
+        .filter_map(|e| {
+            let name = e.expect("entry").file_name().into_string().ok()?;
+            name.strip_suffix(".jnl")?.parse::<u64>().ok()
+        })
+        .max()
+        .expect("a journal");
+    let journal = std::fs::read(dir.path().join(format!("{newest}.jnl"))).expect("read journal");
+    assert!(journal.windows(13).any(|w| w == b"needle-5d1c9a"), "the write is not in {newest}.jnl yet");
+    store.sync().expect("sync");
+    assert_eq!(store.stats().syncs.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
