@@ -5,7 +5,8 @@
 //! passes; primaries found stale or missing then get the merged version (read repair).
 //!
 //! Writes are coordinated by a primary replica of the key: a node outside the preference
-//! list forwards the write. The coordinator stamps the new dot in its own store and sends
+//! list forwards the write, and so does a primary whose own storage is stalled (the write
+//! would wait for it), to another primary that is up. The coordinator stamps the new dot in its own store and sends
 //! the result to the other primaries. A primary that the failure detector holds down, or
 //! whose call fails, is replaced by the next healthy fallback, which keeps the copy as a
 //! hint (sloppy quorum; `sloppy=false` refuses fallbacks). The answer comes once `w`
@@ -56,6 +57,11 @@ pub struct Identity {
     pub incarnation: u64,
     pub actor: Actor,
 }
+
+/// How long the local storage may have been inside one call before a write this node
+/// would coordinate goes to another primary. A storage call normally takes microseconds
+/// and a batch of them about a millisecond.
+const STALL_HAND_OFF: Duration = Duration::from_millis(2);
 
 #[derive(Debug)]
 pub struct Coordinator {
@@ -174,7 +180,18 @@ impl Coordinator {
         opts: WriteOptions,
     ) -> Result<Object, Error> {
         let ring = self.cluster().ring()?;
-        if !ring.primaries(key.partition()).iter().any(|n| self.cluster().is_me(n)) {
+        let primaries = ring.primaries(key.partition());
+        if !primaries.iter().any(|n| self.cluster().is_me(n)) {
+            return self.forward(key, context, content, opts).await;
+        }
+        // The new version is stamped in the coordinator's own store before it is copied,
+        // so a coordinator whose storage is stuck (a flush holding the journal, a slow
+        // disk) would hold the write however fast the other replicas are. Another primary
+        // that is up coordinates it instead.
+        if self.local().writes_stalled(STALL_HAND_OFF)
+            && primaries.iter().any(|n| !self.cluster().is_me(n) && self.cluster().is_up(n))
+        {
+            self.metrics.stall_hand_offs.inc();
             return self.forward(key, context, content, opts).await;
         }
         self.coordinate(key, context, content, opts).await
@@ -277,8 +294,8 @@ impl Coordinator {
         Ok(all)
     }
 
-    /// Sends a write to a primary of its key, healthy ones first, trying the next one if
-    /// a primary cannot be reached.
+    /// Sends a write to another primary of its key, healthy ones first, trying the next
+    /// one if a primary cannot be reached.
     async fn forward(
         &self,
         key: Key,
@@ -289,7 +306,8 @@ impl Coordinator {
         self.metrics.forwarded.inc();
         let deadline = Instant::now() + opts.timeout;
         let ring = self.cluster().ring()?;
-        let mut primaries = ring.primaries(key.partition()).to_vec();
+        let mut primaries: Vec<NodeId> =
+            ring.primaries(key.partition()).iter().filter(|p| !self.cluster().is_me(p)).cloned().collect();
         primaries.sort_by_key(|p| !self.cluster().is_up(p));
         let mut failures = Vec::new();
         for node in &primaries {

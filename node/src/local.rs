@@ -15,9 +15,10 @@
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use quorumkv_ring::NodeId;
 use quorumkv_storage::{
@@ -46,10 +47,28 @@ struct Queue {
 }
 
 /// A queue and the threads that serve it.
-#[derive(Default)]
 struct Lane {
     queue: Mutex<Queue>,
     ready: Condvar,
+    /// What [`Lane::stalled_for`] measures from.
+    epoch: Instant,
+    /// When a thread of this lane last made progress (took a batch or finished a call),
+    /// in nanoseconds since `epoch`.
+    progress_ns: AtomicU64,
+    /// Threads of this lane inside a batch.
+    running: AtomicUsize,
+}
+
+impl Default for Lane {
+    fn default() -> Lane {
+        Lane {
+            queue: Mutex::default(),
+            ready: Condvar::new(),
+            epoch: Instant::now(),
+            progress_ns: AtomicU64::new(0),
+            running: AtomicUsize::new(0),
+        }
+    }
 }
 
 impl Lane {
@@ -69,6 +88,22 @@ impl Lane {
     fn stop(&self) {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner).stopped = true;
         self.ready.notify_all();
+    }
+
+    fn progressed(&self) {
+        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.progress_ns.store(now, Ordering::Relaxed);
+    }
+
+    /// How long this lane has been working without finishing a call: zero when it is
+    /// idle or moving. A lane whose threads all wait on one thing (fjall's journal lock
+    /// through an fsync, a disk that stopped answering) shows it here within a call's time.
+    fn stalled_for(&self) -> Duration {
+        if self.running.load(Ordering::Relaxed) == 0 {
+            return Duration::ZERO;
+        }
+        let since = Duration::from_nanos(self.progress_ns.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(since)
     }
 
     fn is_stopped(&self) -> bool {
@@ -106,20 +141,26 @@ struct Executor {
 impl Executor {
     fn worker(&self, lane: &Lane, max_batch: usize) {
         while let Some(batch) = lane.take(max_batch) {
+            lane.running.fetch_add(1, Ordering::Relaxed);
+            lane.progressed();
             let mut after_sync = Vec::new();
             for job in batch {
                 // A panicking call drops its answer channel (the caller sees an error);
                 // the thread lives on.
-                if let Ok(Some(then)) = std::panic::catch_unwind(AssertUnwindSafe(|| job(&self.store))) {
+                let done = std::panic::catch_unwind(AssertUnwindSafe(|| job(&self.store)));
+                lane.progressed();
+                if let Ok(Some(then)) = done {
                     after_sync.push(then);
                 }
             }
             if !after_sync.is_empty() {
                 let synced = self.store.sync();
+                lane.progressed();
                 for then in after_sync {
                     then(&synced);
                 }
             }
+            lane.running.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -183,6 +224,24 @@ impl LocalStore {
             )?;
         }
         Ok(LocalStore { executor, threads: Arc::new(Mutex::new(handles)) })
+    }
+
+    /// Whether writes here would wait: the storage threads have been inside one call for
+    /// longer than `threshold`. A coordinator then leaves the write to another replica
+    /// (see [`crate::coordinator::Coordinator::put`]).
+    pub fn writes_stalled(&self, threshold: Duration) -> bool {
+        self.executor.general.stalled_for() > threshold
+    }
+
+    /// Occupies one general storage thread until `release` fires or is dropped, as a
+    /// stalled disk or a held lock would. For tests of what the node does meanwhile.
+    #[doc(hidden)]
+    pub async fn hold_for_test(&self, release: oneshot::Receiver<()>) -> Result<(), Error> {
+        self.run(move |_| {
+            let _ = release.blocking_recv();
+            Ok(())
+        })
+        .await
     }
 
     /// Counters the store keeps (atomics: reading them never waits).

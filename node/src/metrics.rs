@@ -55,6 +55,7 @@ pub struct Metrics {
     pub sibling_warnings: Counter,
     pub peer_errors: Family<PeerLabels, Counter>,
     pub forwarded: Counter,
+    pub stall_hand_offs: Counter,
     pub member_transitions: Family<TransitionLabels, Counter>,
     pub hints_stored: Counter,
     pub hints_delivered: Counter,
@@ -127,6 +128,12 @@ impl Metrics {
         registry.register("peer_errors", "Failed calls to a peer", peer_errors.clone());
         let forwarded = Counter::default();
         registry.register("forwarded_writes", "Writes forwarded to a replica of the key", forwarded.clone());
+        let stall_hand_offs = Counter::default();
+        registry.register(
+            "stall_hand_offs",
+            "Writes this node, a primary of the key, left to another primary because its storage was stalled",
+            stall_hand_offs.clone(),
+        );
         let member_transitions = Family::<TransitionLabels, Counter>::default();
         registry.register(
             "member_transitions",
@@ -238,6 +245,7 @@ impl Metrics {
             sibling_warnings,
             peer_errors,
             forwarded,
+            stall_hand_offs,
             member_transitions,
             hints_stored,
             hints_delivered,

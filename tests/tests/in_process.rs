@@ -96,6 +96,40 @@ async fn writes_through_a_non_replica_are_forwarded() {
     c.stop_all().await;
 }
 
+/// A primary whose storage is stuck (here: one storage thread held, as a flush holding
+/// fjall's journal lock would) leaves the writes it would coordinate to another primary,
+/// so they do not wait for its disk; its own copy lands once the storage moves again.
+#[tokio::test]
+async fn a_primary_with_stalled_storage_hands_its_writes_to_another() {
+    let mut c = InProcess::start(3, 3, |_| {}).await;
+    let (release, held) = tokio::sync::oneshot::channel();
+    let local = c.node(0).replicas.local().clone();
+    let hold = tokio::spawn(async move { local.hold_for_test(held).await });
+    eventually("node-1's storage reads as stalled", Duration::from_secs(5), || async {
+        c.node(0).replicas.local().writes_stalled(Duration::from_millis(5)).then_some(())
+    })
+    .await;
+    for k in 0..5 {
+        let key = format!("s{k}");
+        // Coordinated here, the stamp would wait behind the held thread until the 2 s
+        // deadline and fail.
+        c.put(0, &key, "while stalled", 2, false, &none()).await.expect("handed off, w=2 from the others");
+        assert_eq!(values(c.get(1, &key, 2).await.expect("read").as_ref()), ["while stalled"]);
+    }
+    release.send(()).expect("the hold is waiting");
+    hold.await.expect("join").expect("hold");
+    // (The metrics page reads storage figures, so it waits for the storage too.)
+    assert_eq!(counter(&c, 0, "quorumkv_stall_hand_offs_total").await, 5.0);
+    eventually("node-1 has its own copy", Duration::from_secs(10), || async {
+        (values(c.local(0, "s4").await.as_ref()) == ["while stalled"]).then_some(())
+    })
+    .await;
+    // Moving again, it coordinates its writes itself.
+    c.put(0, "after", "v", 2, false, &none()).await.expect("w=2");
+    assert_eq!(counter(&c, 0, "quorumkv_stall_hand_offs_total").await, 5.0);
+    c.stop_all().await;
+}
+
 #[tokio::test]
 async fn one_node_cut_off_quorums_hold_all_fails_and_read_repair_restores_it() {
     let mut c = InProcess::start(3, 3, no_hints).await;
