@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use crate::cli::BaselineArgs;
-use crate::session::value_bytes;
+use crate::workload::value_bytes;
 
 /// Serves until Ctrl-C; then stops accepting and drops open connections.
 ///

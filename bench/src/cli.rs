@@ -1,9 +1,13 @@
 //! The command line: what `quorumkv-bench --help` teaches.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use quorumkv_client::Quorum;
+
+use crate::distribution::Distribution;
+use crate::workload::{Mix, Op, ValueSize};
 
 /// Load generator for quorumkv's HTTP API. Send load to loopback or to machines you own,
 /// and quote medians of several runs: one run on a shared machine is an anecdote.
@@ -31,20 +35,75 @@ pub enum Command {
     Watch(WatchArgs),
 }
 
-/// The mix of requests a run sends.
+/// The mix of operations a run sends: YCSB's core workloads by letter, or the bench's
+/// older single-purpose workloads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Workload {
-    /// Reads only (use `--preload`, or every read is a 404 counted as an error).
+    /// YCSB A, update heavy: 50% reads, 50% updates (zipfian keys).
+    A,
+    /// YCSB B, read mostly: 95% reads, 5% updates (zipfian keys).
+    B,
+    /// YCSB C, read only (zipfian keys).
+    C,
+    /// YCSB D, read latest: 95% reads, 5% inserts, reads skewed to the newest keys.
+    D,
+    /// YCSB F, read-modify-write: 50% reads, 50% read-modify-writes (zipfian keys).
+    F,
+    /// Reads only (uniform keys).
     Get,
-    /// Blind writes of the same bytes per run: identical blind writes collapse into one
-    /// sibling, so keys do not grow.
+    /// Blind writes (uniform keys). A key's value is the same bytes on every write, and
+    /// identical blind writes collapse into one sibling, so keys do not grow.
     Put,
-    /// `--read-ratio` reads, the rest blind writes as in `put`.
+    /// `--read-ratio` reads, the rest blind writes as in `put` (uniform keys).
     Mixed,
-    /// Read-modify-write: a GET, then a PUT with the GET's context (one read and one
-    /// update per op).
+    /// Read-modify-writes only: a GET, then a PUT with the GET's context (one operation
+    /// of two requests; uniform keys).
     Update,
+    /// The mix `--mix` gives (not a `--workload` value).
+    #[value(skip)]
+    Custom,
+}
+
+impl Workload {
+    /// The name `--workload` takes (`custom` for a `--mix`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::A => "a",
+            Workload::B => "b",
+            Workload::C => "c",
+            Workload::D => "d",
+            Workload::F => "f",
+            Workload::Get => "get",
+            Workload::Put => "put",
+            Workload::Mixed => "mixed",
+            Workload::Update => "update",
+            Workload::Custom => "custom",
+        }
+    }
+}
+
+/// The system a run drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum System {
+    /// quorumkv's HTTP API.
+    Quorumkv,
+    /// An etcd 3.4 cluster through its v3 JSON gateway (`--node` its client addresses), to
+    /// compare with.
+    Etcd,
+}
+
+/// Whether a run first writes its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Load {
+    /// Load when the workload reads and a sample of 100 records does not read back.
+    Auto,
+    /// Write every record before the run.
+    Always,
+    /// Never load.
+    Never,
 }
 
 /// Which node each request goes to.
@@ -67,13 +126,47 @@ pub struct RunArgs {
     #[arg(long = "node", required = true)]
     pub nodes: Vec<String>,
 
-    /// The request mix.
+    /// The system the nodes are.
+    #[arg(long, value_enum, default_value = "quorumkv")]
+    pub target: System,
+
+    /// The operation mix: a YCSB core workload (a, b, c, d, f) or get, put, mixed, update.
     #[arg(long, value_enum, default_value = "get")]
     pub workload: Workload,
+
+    /// A mix of your own instead of `--workload`: weights of read, update, insert, rmw
+    /// (read-modify-write) and put (blind write), e.g. `read=90,update=10`.
+    #[arg(long, conflicts_with = "workload")]
+    pub mix: Option<Mix>,
 
     /// Fraction of reads in the `mixed` workload.
     #[arg(long, default_value_t = 0.5, value_parser = parse_ratio)]
     pub read_ratio: f64,
+
+    /// Which keys operations touch [default: zipfian for a, b, c, f and --mix; latest
+    /// for d; uniform for get, put, mixed, update].
+    #[arg(long, value_enum)]
+    pub distribution: Option<Distribution>,
+
+    /// Records the workload works on: keys `k0000000000` up to this count (inserts add
+    /// more beyond it).
+    #[arg(long, visible_alias = "keys", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub records: u64,
+
+    /// Bytes per value: a size, or a range `min..max` over which keys' sizes are spread
+    /// uniformly (each key keeps its size).
+    #[arg(long, default_value = "1024")]
+    pub value_size: ValueSize,
+
+    /// Write the records before the run (blind, at `--w`/`--dw`, all clients): `auto`
+    /// loads when the workload reads and a sample of them does not read back.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub load: Load,
+
+    /// The same as `--load always`. With `--duration 0s` and `--warmup 0s` a run only
+    /// loads: a fixed number of writes, e.g. to make hints.
+    #[arg(long, conflicts_with = "load")]
+    pub preload: bool,
 
     /// Concurrent clients: requests in flight in closed loop, schedules in `--rate` mode.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
@@ -83,26 +176,17 @@ pub struct RunArgs {
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
 
+    /// Measure this many operations instead of a duration (after the warm-up).
+    #[arg(long, conflicts_with = "duration", value_parser = clap::value_parser!(u64).range(1..))]
+    pub operations: Option<u64>,
+
     /// How long to run before measuring.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub warmup: Duration,
 
-    /// Bytes per value.
-    #[arg(long, default_value_t = 1024)]
-    pub value_size: usize,
-
-    /// Distinct keys, chosen uniformly at random.
-    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
-    pub keys: u64,
-
-    /// Bucket the keys live in.
+    /// Bucket the keys live in (with etcd, a prefix: `bucket/key`).
     #[arg(long, default_value = "bench")]
     pub bucket: String,
-
-    /// Write every key once before the run (blind, at `--w`/`--dw`). With `--duration 0s`
-    /// and `--warmup 0s` a run only preloads: a fixed number of writes, e.g. to make hints.
-    #[arg(long)]
-    pub preload: bool,
 
     /// `r` of every read: a number, one, quorum or all [default: the node's].
     #[arg(long)]
@@ -129,10 +213,11 @@ pub struct RunArgs {
 
     /// Drive the HTTP API with a lean hyper connection per client and node instead of
     /// `quorumkv-client`, so the figures measure the server rather than the client.
+    /// (The etcd target always uses such connections.)
     #[arg(long)]
     pub raw: bool,
 
-    /// Which node each request goes to.
+    /// Which node each request goes to (quorumkv; etcd requests rotate over the nodes).
     #[arg(long, value_enum, default_value = "ring")]
     pub routing: Routing,
 
@@ -142,14 +227,79 @@ pub struct RunArgs {
     #[arg(long = "metric")]
     pub metrics: Vec<String>,
 
-    /// Print the report as one JSON object instead of text.
+    /// Print the report as one JSON object (with the per-second series) instead of text.
     #[arg(long)]
     pub json: bool,
 
-    /// Print a line per second on stderr (operations, errors, slowest operation), to see
-    /// stalls that a whole-run percentile blurs.
+    /// Also write the report as one self-contained HTML file with charts over time.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+
+    /// Print a line per second on stderr (operations, errors, p99 and slowest operation)
+    /// when stderr is not a terminal; on a terminal a progress bar is always shown.
     #[arg(long)]
     pub progress: bool,
+}
+
+impl RunArgs {
+    /// The workload's name as the report gives it (`custom` for `--mix`).
+    pub fn workload_name(&self) -> &'static str {
+        if self.mix.is_some() { Workload::Custom.name() } else { self.workload.name() }
+    }
+
+    /// The operation mix `--mix` or `--workload` asks for.
+    pub fn op_mix(&self) -> Mix {
+        if let Some(mix) = self.mix {
+            return mix;
+        }
+        let only = |op| Mix::new(&[(op, 1.0)]).unwrap_or_else(|_| Mix::ycsb_c());
+        match self.workload {
+            Workload::A => Mix::ycsb_a(),
+            Workload::B => Mix::ycsb_b(),
+            Workload::C | Workload::Custom => Mix::ycsb_c(),
+            Workload::D => Mix::ycsb_d(),
+            Workload::F => Mix::ycsb_f(),
+            Workload::Get => only(Op::Read),
+            Workload::Put => only(Op::Put),
+            Workload::Update => only(Op::Rmw),
+            Workload::Mixed => Mix::new(&[(Op::Read, self.read_ratio), (Op::Put, 1.0 - self.read_ratio)])
+                .unwrap_or_else(|_| only(Op::Read)),
+        }
+    }
+
+    /// The key distribution `--distribution` asks for, or the workload's.
+    pub fn key_distribution(&self) -> Distribution {
+        if let Some(d) = self.distribution {
+            return d;
+        }
+        if self.mix.is_some() {
+            return Distribution::Zipfian;
+        }
+        match self.workload {
+            Workload::A | Workload::B | Workload::C | Workload::F | Workload::Custom => Distribution::Zipfian,
+            Workload::D => Distribution::Latest,
+            Workload::Get | Workload::Put | Workload::Mixed | Workload::Update => Distribution::Uniform,
+        }
+    }
+
+    /// `--load`, with `--preload` as `always`.
+    pub fn load_mode(&self) -> Load {
+        if self.preload { Load::Always } else { self.load }
+    }
+
+    /// Refuses combinations of flags that cannot work together.
+    ///
+    /// # Errors
+    /// A message naming the flags.
+    pub fn check(&self) -> Result<(), String> {
+        if self.target == System::Etcd && (self.r.is_some() || self.w.is_some() || self.dw.is_some()) {
+            return Err("--r, --w and --dw are quorumkv's: etcd has no per-request quorum".into());
+        }
+        if self.target == System::Etcd && !self.metrics.is_empty() {
+            return Err("--metric reads quorumkv's /metrics; etcd's are not summed here".into());
+        }
+        Ok(())
+    }
 }
 
 /// `quorumkv-bench baseline-server`.
@@ -253,12 +403,17 @@ mod tests {
         };
         assert_eq!(run.nodes, ["127.0.0.1:9000"]);
         assert_eq!(run.workload, Workload::Get);
-        assert_eq!((run.concurrency, run.value_size, run.keys), (64, 1024, 100_000));
+        assert_eq!(run.target, System::Quorumkv);
+        assert_eq!((run.concurrency, run.records), (64, 100_000));
+        assert_eq!(run.value_size, ValueSize { min: 1024, max: 1024 });
         assert_eq!((run.duration, run.warmup), (Duration::from_secs(10), Duration::from_secs(2)));
         assert_eq!(run.read_ratio, 0.5);
-        assert_eq!((run.r, run.w, run.dw, run.rate), (None, None, None, None));
+        assert_eq!((run.r, run.w, run.dw, run.rate, run.operations), (None, None, None, None, None));
         assert_eq!(run.routing, Routing::Ring);
-        assert!(!run.raw && !run.preload && !run.json && !run.progress);
+        assert_eq!(run.load_mode(), Load::Auto);
+        assert_eq!(run.key_distribution(), Distribution::Uniform);
+        assert_eq!(run.op_mix().to_string(), "read 100%");
+        assert!(!run.raw && !run.preload && !run.json && !run.progress && run.html.is_none());
     }
 
     #[test]
@@ -306,12 +461,96 @@ mod tests {
         let Command::Run(run) = cli.command else { panic!("not a run") };
         assert_eq!(run.nodes, ["a:1", "b:2"]);
         assert_eq!(run.workload, Workload::Update);
+        assert_eq!(run.records, 5, "--keys is --records");
+        assert_eq!(run.load_mode(), Load::Always, "--preload is --load always");
+        assert_eq!(run.op_mix().to_string(), "rmw 100%", "the old update workload is a read-modify-write");
         assert_eq!((run.r, run.w, run.dw), (Some(Quorum::Majority), Some(Quorum::Count(2)), Some(1)));
         assert_eq!(run.rate, Some(1000.0));
         assert_eq!(run.duration, Duration::from_millis(500));
         assert_eq!(run.routing, Routing::RoundRobin);
         assert_eq!(run.metrics, ["x"]);
         assert!(run.raw && run.preload && run.json);
+    }
+
+    fn run_args(args: &[&str]) -> RunArgs {
+        let all: Vec<&str> = ["run", "--node", "a:1"].into_iter().chain(args.iter().copied()).collect();
+        match parse(&all) {
+            Ok(Cli { command: Command::Run(run), .. }) => run,
+            other => panic!("{args:?} did not parse as a run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ycsb_workloads_have_their_mixes_and_distributions() {
+        for (name, mix, distribution) in [
+            ("a", "read 50%, update 50%", Distribution::Zipfian),
+            ("b", "read 95%, update 5%", Distribution::Zipfian),
+            ("c", "read 100%", Distribution::Zipfian),
+            ("d", "read 95%, insert 5%", Distribution::Latest),
+            ("f", "read 50%, rmw 50%", Distribution::Zipfian),
+            ("get", "read 100%", Distribution::Uniform),
+            ("put", "put 100%", Distribution::Uniform),
+            ("update", "rmw 100%", Distribution::Uniform),
+        ] {
+            let run = run_args(&["--workload", name]);
+            assert_eq!(run.op_mix().to_string(), mix, "{name}");
+            assert_eq!(run.key_distribution(), distribution, "{name}");
+            assert_eq!(run.workload_name(), name);
+        }
+        let mixed = run_args(&["--workload", "mixed", "--read-ratio", "0.9"]);
+        assert_eq!(mixed.op_mix().to_string(), "read 90%, put 10%");
+        let latest_a = run_args(&["--workload", "a", "--distribution", "uniform"]);
+        assert_eq!(latest_a.key_distribution(), Distribution::Uniform);
+        assert!(parse(&["run", "--node", "a:1", "--workload", "e"]).is_err(), "no scans yet");
+    }
+
+    #[test]
+    fn run_takes_the_ycsb_options() {
+        let run = run_args(&[
+            "--mix",
+            "read=90,update=10",
+            "--records",
+            "1000",
+            "--value-size",
+            "512..2048",
+            "--load",
+            "never",
+            "--operations",
+            "5000",
+            "--target",
+            "etcd",
+            "--html",
+            "r.html",
+        ]);
+        assert_eq!(run.workload_name(), "custom");
+        assert_eq!(run.op_mix().to_string(), "read 90%, update 10%");
+        assert_eq!(run.key_distribution(), Distribution::Zipfian);
+        assert_eq!((run.records, run.operations), (1000, Some(5000)));
+        assert_eq!(run.value_size, ValueSize { min: 512, max: 2048 });
+        assert_eq!(run.load_mode(), Load::Never);
+        assert_eq!(run.target, System::Etcd);
+        assert_eq!(run.html.as_deref(), Some(std::path::Path::new("r.html")));
+        assert_eq!(run.check(), Ok(()));
+        let quorum = run_args(&["--target", "etcd", "--w", "2"]);
+        assert!(quorum.check().unwrap_err().contains("etcd has no per-request quorum"));
+    }
+
+    #[test]
+    fn bad_ycsb_options_say_why() {
+        let error = |args: &[&str]| {
+            let all: Vec<&str> = ["run", "--node", "a:1"].into_iter().chain(args.iter().copied()).collect();
+            parse(&all).expect_err("should be refused").to_string()
+        };
+        assert!(error(&["--mix", "read=-1"]).contains("non-negative"));
+        assert!(error(&["--mix", "read=0"]).contains("sum to more than zero"));
+        assert!(error(&["--mix", "scan=1"]).contains("unknown operation `scan`"));
+        assert!(error(&["--mix", "read=1", "--workload", "a"]).contains("cannot be used with"));
+        assert!(error(&["--value-size", "9..3"]).contains("smallest size comes first"));
+        assert!(error(&["--operations", "5", "--duration", "1s"]).contains("cannot be used with"));
+        assert!(error(&["--operations", "0"]).contains("0"));
+        assert!(error(&["--preload", "--load", "never"]).contains("cannot be used with"));
+        assert!(error(&["--distribution", "pareto"]).contains("pareto"));
+        assert!(error(&["--target", "redis"]).contains("redis"));
     }
 
     #[test]

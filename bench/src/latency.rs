@@ -6,13 +6,15 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 /// The largest latency recorded exactly; anything slower is recorded as this.
-const MAX_MICROS: u64 = 120_000_000;
+pub const MAX_MICROS: u64 = 120_000_000;
 
 /// A latency histogram with microsecond resolution and three significant digits, from
-/// 1 µs to two minutes. Histograms from several clients merge without loss.
-#[derive(Debug, Clone)]
+/// 1 µs to two minutes. Histograms from several clients merge without loss. The histogram
+/// (about 150 KiB) is allocated by the first sample, so an operation a run never does costs
+/// nothing.
+#[derive(Debug, Clone, Default)]
 pub struct Latencies {
-    histogram: Histogram<u64>,
+    histogram: Option<Histogram<u64>>,
 }
 
 /// The figures a report quotes from a [`Latencies`], in microseconds. Percentiles are
@@ -28,6 +30,8 @@ pub struct Summary {
     pub p50_us: u64,
     /// 90th percentile.
     pub p90_us: u64,
+    /// 95th percentile.
+    pub p95_us: u64,
     /// 99th percentile.
     pub p99_us: u64,
     /// 99.9th percentile.
@@ -36,61 +40,66 @@ pub struct Summary {
     pub max_us: u64,
 }
 
-impl Default for Latencies {
-    fn default() -> Latencies {
-        Latencies::new()
-    }
+/// `latency` in whole microseconds, within what the histograms hold (1 µs to two minutes).
+pub fn micros(latency: Duration) -> u64 {
+    u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).clamp(1, MAX_MICROS)
+}
+
+/// An empty histogram over 1 µs to two minutes with `sigfig` significant digits.
+pub fn histogram<T: hdrhistogram::Counter>(sigfig: u8) -> Histogram<T> {
+    // The bounds are constants that hdrhistogram accepts (low ≥ 1, high ≥ 2·low,
+    // sigfig ≤ 5); a failure here is a bug in this line, not a runtime condition.
+    Histogram::new_with_bounds(1, MAX_MICROS, sigfig).expect("valid histogram bounds")
 }
 
 impl Latencies {
     /// An empty histogram.
     pub fn new() -> Latencies {
-        // The bounds are constants that hdrhistogram accepts (low ≥ 1, high ≥ 2·low,
-        // sigfig ≤ 5); a failure here is a bug in this line, not a runtime condition.
-        let histogram = Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("valid histogram bounds");
-        Latencies { histogram }
+        Latencies { histogram: None }
     }
 
     /// Records one latency; below 1 µs counts as 1 µs, above two minutes as two minutes.
     pub fn record(&mut self, latency: Duration) {
-        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).clamp(1, MAX_MICROS);
-        self.histogram.saturating_record(micros);
+        self.histogram.get_or_insert_with(|| histogram(3)).saturating_record(micros(latency));
     }
 
     /// Adds every sample of `other`.
     pub fn merge(&mut self, other: &Latencies) {
+        let Some(theirs) = &other.histogram else { return };
+        let ours = self.histogram.get_or_insert_with(|| histogram(3));
         // Same bounds on both sides, so adding cannot fail; saturate rather than panic.
-        if self.histogram.add(&other.histogram).is_err() {
-            for v in other.histogram.iter_recorded() {
-                self.histogram.saturating_record_n(v.value_iterated_to(), v.count_at_value());
+        if ours.add(theirs).is_err() {
+            for v in theirs.iter_recorded() {
+                ours.saturating_record_n(v.value_iterated_to(), v.count_at_value());
             }
         }
     }
 
     /// Samples recorded.
     pub fn count(&self) -> u64 {
-        self.histogram.len()
+        self.histogram.as_ref().map_or(0, Histogram::len)
     }
 
     /// The figures of the distribution; all zero when nothing was recorded.
     pub fn summary(&self) -> Summary {
-        let h = &self.histogram;
-        if h.is_empty() {
+        let Some(h) = self.histogram.as_ref().filter(|h| !h.is_empty()) else {
             return Summary {
                 count: 0,
                 mean_us: 0.0,
                 p50_us: 0,
                 p90_us: 0,
+                p95_us: 0,
                 p99_us: 0,
                 p999_us: 0,
                 max_us: 0,
             };
-        }
+        };
         Summary {
             count: h.len(),
             mean_us: h.mean(),
             p50_us: h.value_at_quantile(0.50),
             p90_us: h.value_at_quantile(0.90),
+            p95_us: h.value_at_quantile(0.95),
             p99_us: h.value_at_quantile(0.99),
             p999_us: h.value_at_quantile(0.999),
             max_us: h.max(),
@@ -117,6 +126,7 @@ mod tests {
         assert_eq!(s.count, 10_000);
         assert!(close(s.p50_us, 5_000), "{s:?}");
         assert!(close(s.p90_us, 9_000), "{s:?}");
+        assert!(close(s.p95_us, 9_500), "{s:?}");
         assert!(close(s.p99_us, 9_900), "{s:?}");
         assert!(close(s.p999_us, 9_990), "{s:?}");
         assert!(close(s.max_us, 10_000), "{s:?}");

@@ -1,7 +1,7 @@
 //! `--raw`: the object API driven over bare hyper HTTP/1.1 connections, one keep-alive
 //! connection per client and node, TCP_NODELAY, no pool, no retries, no parsing beyond the
 //! status and the context header. It costs the load generator as little as wrk does, so a
-//! run measures the server.
+//! run measures the server. The etcd target uses the same [`Connections`].
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
+use hyper::http::response::Parts;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -30,7 +31,6 @@ pub struct RawTarget {
     bucket: String,
     get_query: String,
     put_query: String,
-    value: Bytes,
     timeout: Duration,
 }
 
@@ -49,8 +49,6 @@ pub struct RawRequests {
     pub get_query: String,
     /// Query string of a write.
     pub put_query: String,
-    /// Body of every write.
-    pub value: Bytes,
     /// Deadline of one exchange.
     pub timeout: Duration,
 }
@@ -88,7 +86,6 @@ impl RawTarget {
             bucket: r.bucket,
             get_query: r.get_query,
             put_query: r.put_query,
-            value: r.value,
             timeout: r.timeout,
         }
     }
@@ -103,7 +100,7 @@ impl RawTarget {
 #[derive(Debug)]
 pub struct RawSession {
     target: Arc<RawTarget>,
-    conns: Vec<Option<Conn>>,
+    conns: Connections,
     /// The node this client sends to when not routing by the ring.
     home: usize,
     turn: usize,
@@ -113,7 +110,8 @@ impl RawSession {
     /// A session that sends to node `home` (mod the node count) unless the target routes.
     pub fn new(target: Arc<RawTarget>, home: usize) -> RawSession {
         let n = target.nodes.len().max(1);
-        RawSession { conns: (0..n).map(|_| None).collect(), home: home % n, turn: home, target }
+        let conns = Connections::new(target.nodes.clone(), target.timeout);
+        RawSession { conns, home: home % n, turn: home, target }
     }
 
     fn node_for(&mut self, key: &str) -> usize {
@@ -132,8 +130,8 @@ impl RawSession {
     pub async fn get(&mut self, key: &str) -> Result<Read, ErrorKind> {
         let node = self.node_for(key);
         let uri = format!("/v1/kv/{}/{key}{}", self.target.bucket, self.target.get_query);
-        let req = self.request(Method::GET, &uri, node).body(Full::new(Bytes::new()));
-        match self.exchange(node, req).await? {
+        let req = self.conns.request(Method::GET, &uri, node).body(Full::new(Bytes::new()));
+        match answer(self.conns.exchange(node, req).await?)? {
             // No context only from a server that is not a node (the baseline server).
             Answer::Success(StatusCode::OK | StatusCode::MULTIPLE_CHOICES, context) => {
                 Ok(Read::Found(context.map(Token::Raw)))
@@ -143,11 +141,18 @@ impl RawSession {
         }
     }
 
-    /// Writes the target's value under `key`, with `context` if given.
-    pub async fn put(&mut self, key: &str, context: Option<&Token>) -> Result<(), ErrorKind> {
+    /// Writes `value` under `key`, with `context` if given; returns the context the node
+    /// answered with.
+    pub async fn put(
+        &mut self,
+        key: &str,
+        context: Option<&Token>,
+        value: Bytes,
+    ) -> Result<Option<Token>, ErrorKind> {
         let node = self.node_for(key);
         let uri = format!("/v1/kv/{}/{key}{}", self.target.bucket, self.target.put_query);
         let mut req = self
+            .conns
             .request(Method::PUT, &uri, node)
             .header(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
         match context {
@@ -155,30 +160,58 @@ impl RawSession {
             Some(Token::Client(ctx)) => req = req.header("x-causal-context", ctx.as_str()),
             None => {}
         }
-        let req = req.body(Full::new(self.target.value.clone()));
-        match self.exchange(node, req).await? {
-            Answer::Success(StatusCode::NO_CONTENT, _) => Ok(()),
+        let req = req.body(Full::new(value));
+        match answer(self.conns.exchange(node, req).await?)? {
+            Answer::Success(StatusCode::NO_CONTENT, context) => Ok(context.map(Token::Raw)),
             Answer::Success(status, _) => Err(unexpected(status)),
             Answer::NotFound(_) => Err(unexpected(StatusCode::NOT_FOUND)),
         }
     }
+}
 
-    fn request(&self, method: Method, uri: &str, node: usize) -> hyper::http::request::Builder {
-        Request::builder().method(method).uri(uri).header(HOST, self.target.nodes[node].as_str())
+/// One keep-alive connection per node, opened on first use and after an error; shared
+/// by `--raw` and the etcd target.
+#[derive(Debug)]
+pub struct Connections {
+    nodes: Vec<String>,
+    conns: Vec<Option<Conn>>,
+    timeout: Duration,
+}
+
+impl Connections {
+    /// No connections yet to `nodes`; each exchange must finish within `timeout`.
+    pub fn new(nodes: Vec<String>, timeout: Duration) -> Connections {
+        Connections { conns: nodes.iter().map(|_| None).collect(), nodes, timeout }
     }
 
-    /// One exchange on node `node`'s connection, opened first if needed. A connection that
-    /// failed or timed out is dropped, to be reopened by the next request.
-    async fn exchange(
+    /// A request to node `node` with its `Host` header.
+    pub fn request(&self, method: Method, uri: &str, node: usize) -> hyper::http::request::Builder {
+        Request::builder().method(method).uri(uri).header(HOST, self.nodes[node].as_str())
+    }
+
+    /// How many nodes there are.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// One exchange on node `node`'s connection, opened first if needed: the answer's
+    /// head and whole body, whatever its status. A connection that failed or timed out
+    /// is dropped, to be reopened by the next request.
+    pub async fn exchange(
         &mut self,
         node: usize,
         req: Result<Request<Full<Bytes>>, hyper::http::Error>,
-    ) -> Result<Answer, ErrorKind> {
+    ) -> Result<(Parts, Bytes), ErrorKind> {
         let req = req.map_err(|_| Cow::Borrowed("bad_request_built"))?;
-        let timeout = self.target.timeout;
+        let timeout = self.timeout;
         let conn = match &mut self.conns[node] {
             Some(conn) => conn,
-            slot => match tokio::time::timeout(timeout, Conn::open(&self.target.nodes[node])).await {
+            slot => match tokio::time::timeout(timeout, Conn::open(&self.nodes[node])).await {
                 Ok(Ok(conn)) => slot.insert(conn),
                 Ok(Err(_)) => return Err(Cow::Borrowed("connect")),
                 Err(_) => return Err(Cow::Borrowed("timeout")),
@@ -191,31 +224,35 @@ impl RawSession {
             Ok::<_, hyper::Error>((parts, body))
         })
         .await;
-        let (parts, body) = match outcome {
-            Ok(Ok(answer)) => answer,
+        match outcome {
+            Ok(Ok(answer)) => Ok(answer),
             Ok(Err(_)) => {
                 self.conns[node] = None;
-                return Err(Cow::Borrowed("transport"));
+                Err(Cow::Borrowed("transport"))
             }
             Err(_) => {
                 // The answer may still come on this connection: never reuse it.
                 self.conns[node] = None;
-                return Err(Cow::Borrowed("timeout"));
-            }
-        };
-        let context = parts.headers.get("x-causal-context").cloned();
-        if parts.status.is_success() || parts.status == StatusCode::MULTIPLE_CHOICES {
-            return Ok(Answer::Success(parts.status, context));
-        }
-        if parts.status == StatusCode::NOT_FOUND {
-            let body = std::str::from_utf8(&body).unwrap_or("");
-            // A 404 for the key, not for a route the node does not serve.
-            if body.contains("\"not_found\"") {
-                return Ok(Answer::NotFound(context));
+                Err(Cow::Borrowed("timeout"))
             }
         }
-        Err(error_kind(parts.status, &body))
     }
+}
+
+/// What a node's answer means for the object API.
+fn answer((parts, body): (Parts, Bytes)) -> Result<Answer, ErrorKind> {
+    let context = parts.headers.get("x-causal-context").cloned();
+    if parts.status.is_success() || parts.status == StatusCode::MULTIPLE_CHOICES {
+        return Ok(Answer::Success(parts.status, context));
+    }
+    if parts.status == StatusCode::NOT_FOUND {
+        let body = std::str::from_utf8(&body).unwrap_or("");
+        // A 404 for the key, not for a route the node does not serve.
+        if body.contains("\"not_found\"") {
+            return Ok(Answer::NotFound(context));
+        }
+    }
+    Err(error_kind(parts.status, &body))
 }
 
 /// A node's answer that is not an error.
@@ -227,7 +264,8 @@ enum Answer {
     NotFound(Option<HeaderValue>),
 }
 
-fn unexpected(status: StatusCode) -> ErrorKind {
+/// The error kind of a status the exchange did not expect.
+pub fn unexpected(status: StatusCode) -> ErrorKind {
     Cow::Owned(format!("unexpected_{}", status.as_u16()))
 }
 
@@ -245,7 +283,7 @@ fn error_kind(status: StatusCode, body: &[u8]) -> ErrorKind {
 
 /// One HTTP/1.1 connection. The task that drives it ends when the connection is dropped.
 #[derive(Debug)]
-struct Conn {
+pub struct Conn {
     sender: SendRequest<Full<Bytes>>,
     driver: JoinHandle<()>,
 }

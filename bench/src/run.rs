@@ -1,4 +1,4 @@
-//! `quorumkv-bench run`: preload, warm up, drive the workload, record, report.
+//! `quorumkv-bench run`: load, warm up, drive the workload, record, report.
 //!
 //! Closed loop (the default): each of `--concurrency` clients sends its next operation as
 //! soon as the previous one answered, so the figures are the maximum throughput and the
@@ -11,87 +11,76 @@
 //!
 //! An operation counts when its (intended) start falls inside the measured window, after
 //! the warm-up; operations in flight at the end are awaited, so each client may add one.
+//! With `--operations N` the window closes once N operations have started in it (each
+//! client takes a ticket from one shared counter before starting one) and lasts until
+//! the last of them answered.
+//!
+//! Each client keeps everything it records to itself: its own histograms, its own
+//! per-second histograms (sent off once a second), its own map of causal contexts. The
+//! only state clients share is the insert counter (on inserts) and, with
+//! `--operations`, the ticket counter.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::sleep_until;
 
-use crate::cli::{RunArgs, Workload};
+use crate::cli::RunArgs;
+use crate::distribution::{Distribution, Latest};
 use crate::latency::Latencies;
+use crate::load::{self, LoadPlan};
 use crate::metrics::Scraper;
-use crate::report::Report;
-use crate::session::{ErrorKind, Read, Session, Target};
-use crate::workload::{Op, Picker, key_name};
+use crate::progress::{self, Clock, Display};
+use crate::report::{Outcome, Report};
+use crate::series::SecondRecorder;
+use crate::session::{ErrorKind, Read, Session, Target, Token};
+use crate::workload::{InsertSequence, Mix, Op, Pick, Picker, Values, key_name};
 
-/// What one client measured, merged over clients at the end.
+/// How many keys' causal contexts each client remembers for its updates.
+pub const CONTEXTS_PER_CLIENT: usize = 10_000;
+
+/// What the clients measured in the window, merged over clients at the end.
 #[derive(Debug, Default, Clone)]
 pub struct Recorder {
-    /// Successful operations, from their (intended) start to their end.
-    pub ops: Latencies,
+    /// Successful operations per operation (indexed like [`Op::ALL`]), from their
+    /// (intended) start to their end.
+    pub ops: [Latencies; 5],
     /// Successful GET requests, from send to answer.
     pub gets: Latencies,
     /// Successful PUT requests, from send to answer.
     pub puts: Latencies,
-    /// Failed operations by kind.
-    pub errors: BTreeMap<String, u64>,
+    /// Failed operations by operation and kind.
+    pub errors: BTreeMap<(Op, String), u64>,
 }
 
 impl Recorder {
-    fn error(&mut self, kind: ErrorKind) {
-        *self.errors.entry(kind.into_owned()).or_default() += 1;
+    /// Counts a failed `op`.
+    pub fn error(&mut self, op: Op, kind: ErrorKind) {
+        *self.errors.entry((op, kind.into_owned())).or_default() += 1;
     }
 
     /// Adds everything `other` recorded.
     pub fn merge(&mut self, other: &Recorder) {
-        self.ops.merge(&other.ops);
+        for (ours, theirs) in self.ops.iter_mut().zip(&other.ops) {
+            ours.merge(theirs);
+        }
         self.gets.merge(&other.gets);
         self.puts.merge(&other.puts);
-        for (kind, n) in &other.errors {
-            *self.errors.entry(kind.clone()).or_default() += n;
+        for (key, n) in &other.errors {
+            *self.errors.entry(key.clone()).or_default() += n;
         }
     }
 }
 
-/// What `--progress` prints each second, shared by the clients.
-#[derive(Debug, Default)]
-struct Progress {
-    ops: AtomicU64,
-    errors: AtomicU64,
-    slowest_us: AtomicU64,
-}
-
-impl Progress {
-    fn record(&self, ok: bool, latency: Duration) {
-        let counter = if ok { &self.ops } else { &self.errors };
-        counter.fetch_add(1, Ordering::Relaxed);
-        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        self.slowest_us.fetch_max(us, Ordering::Relaxed);
-    }
-
-    /// Prints one line per second on stderr until `end`.
-    async fn report(&self, start: Instant, measure: Instant, end: Instant) {
-        let mut tick =
-            tokio::time::interval_at((start + Duration::from_secs(1)).into(), Duration::from_secs(1));
-        loop {
-            let at = tick.tick().await.into_std();
-            let ops = self.ops.swap(0, Ordering::Relaxed);
-            let errors = self.errors.swap(0, Ordering::Relaxed);
-            let slowest = self.slowest_us.swap(0, Ordering::Relaxed);
-            let phase = if at <= measure { " (warm-up)" } else { "" };
-            eprintln!(
-                "t={:>4.0}s ops={ops} errors={errors} slowest={:.1}ms{phase}",
-                at.duration_since(start).as_secs_f64(),
-                slowest as f64 / 1000.0
-            );
-            if at >= end {
-                return;
-            }
-        }
-    }
+/// The requests one operation made that answered, with their own latencies.
+#[derive(Debug, Default, Clone, Copy)]
+struct Requests {
+    get: Option<Duration>,
+    put: Option<Duration>,
 }
 
 /// When a run starts, measures and stops, and how it paces its clients.
@@ -99,10 +88,8 @@ impl Progress {
 struct Plan {
     start: Instant,
     measure: Instant,
-    end: Instant,
-    workload: Workload,
-    read_ratio: f64,
-    keys: u64,
+    /// No operation starts from here on; `None` with `--operations`.
+    end: Option<Instant>,
     clients: u64,
     /// Open loop: total operations per second.
     rate: Option<f64>,
@@ -116,73 +103,186 @@ impl Plan {
     }
 }
 
+/// What every client of a run shares (read-only but for the two counters).
+#[derive(Debug)]
+struct Shared {
+    plan: Plan,
+    mix: Mix,
+    distribution: Distribution,
+    records: u64,
+    /// Built once per run: its zeta costs one `powf` per record.
+    latest: Option<Latest>,
+    inserts: InsertSequence,
+    /// `--operations`: tickets taken, and how many there are.
+    tickets: Option<(AtomicU64, u64)>,
+    values: Values,
+    /// Whether clients keep causal contexts (only updates use them).
+    remember: bool,
+}
+
 /// Runs the workload `args` describe and reports what it measured.
 ///
 /// # Errors
-/// When the target cannot be reached to start with (the ring cannot be fetched, a
-/// metric cannot be read). Failed requests during the run are counted, not errors.
+/// When the flags do not go together, or the target cannot be reached to start with
+/// (the ring cannot be fetched, a metric cannot be read). Failed requests during the run
+/// are counted, not errors.
 pub async fn run(args: &RunArgs) -> anyhow::Result<Report> {
-    let target = Target::connect(args).await?;
-    if args.preload {
-        preload(&target, args).await;
-    }
+    args.check().map_err(anyhow::Error::msg)?;
+    let mix = args.op_mix();
+    let distribution = args.key_distribution();
+    let values = Values::new(args.value_size);
+    let display = Display::choose(args.progress);
+    let target = Target::connect(args, &values).await?;
+    let load = load::run(
+        &target,
+        LoadPlan {
+            mode: args.load_mode(),
+            mix: &mix,
+            records: args.records,
+            clients: args.concurrency,
+            values: &values,
+            display,
+        },
+    )
+    .await;
     let scraper = (!args.metrics.is_empty()).then(|| Scraper::new(&args.nodes));
+    let inserts = if mix.has(Op::Insert) {
+        InsertSequence::new(args.records, args.concurrency)
+    } else {
+        InsertSequence::fixed(args.records)
+    };
+    let latest = (distribution == Distribution::Latest).then(|| Latest::new(args.records));
     let start = Instant::now() + Duration::from_millis(20);
     let plan = Plan {
         start,
         measure: start + args.warmup,
-        end: start + args.warmup + args.duration,
-        workload: args.workload,
-        read_ratio: args.read_ratio,
-        keys: args.keys,
+        end: args.operations.is_none().then_some(start + args.warmup + args.duration),
         clients: args.concurrency,
         rate: args.rate,
     };
-    let progress = args.progress.then(|| Arc::new(Progress::default()));
+    let shared = Arc::new(Shared {
+        plan,
+        mix,
+        distribution,
+        records: args.records,
+        latest,
+        inserts,
+        tickets: args.operations.map(|n| (AtomicU64::new(0), n)),
+        values,
+        remember: mix.has(Op::Update),
+    });
+    let (sink, flushes) = mpsc::unbounded_channel();
+    let clock = Clock { start, measure: plan.measure, end: plan.end, operations: args.operations };
+    let collector = tokio::spawn(progress::collect(flushes, display, clock));
     let mut clients = JoinSet::new();
     for i in 0..args.concurrency {
-        clients.spawn(client(target.session(i as usize), plan, i, progress.clone()));
+        let recorder = SecondRecorder::new(start, sink.clone());
+        clients.spawn(client(target.session(i as usize), Arc::clone(&shared), i, recorder));
     }
-    let mut reporter = JoinSet::new();
-    if let Some(p) = progress {
-        reporter.spawn(async move { p.report(plan.start, plan.measure, plan.end).await });
-    }
+    // The clients hold the only senders now: the collector ends when they do.
+    drop(sink);
     sleep_until(plan.measure.into()).await;
     let before = match &scraper {
         Some(s) => Some(s.sums(&args.metrics).await?),
         None => None,
     };
-    sleep_until(plan.end.into()).await;
-    let after = match &scraper {
-        Some(s) => Some(s.sums(&args.metrics).await?),
-        None => None,
-    };
-    let mut total = Recorder::default();
-    while let Some(joined) = clients.join_next().await {
-        total.merge(&joined?);
+    if let Some(end) = plan.end {
+        sleep_until(end.into()).await;
     }
-    reporter.abort_all();
+    let mut total = Recorder::default();
+    let mut last_done = plan.measure;
+    let after = match (&scraper, plan.end) {
+        // A timed window ends on time; operations still in flight are awaited after.
+        (Some(s), Some(_)) => Some(s.sums(&args.metrics).await?),
+        _ => None,
+    };
+    while let Some(joined) = clients.join_next().await {
+        let (recorder, done) = joined?;
+        total.merge(&recorder);
+        last_done = last_done.max(done);
+    }
+    let after = match (&scraper, after) {
+        (Some(s), None) => Some(s.sums(&args.metrics).await?),
+        (_, after) => after,
+    };
+    let series = collector.await?;
     let metrics = match (before, after) {
         (Some(b), Some(a)) => args.metrics.iter().cloned().zip(a.iter().zip(b).map(|(a, b)| a - b)).collect(),
         _ => BTreeMap::new(),
     };
-    Ok(Report::new(args, target.mode(), &total, metrics))
+    let window = match plan.end {
+        Some(_) => args.duration,
+        None => last_done.saturating_duration_since(plan.measure),
+    };
+    let ended_at = plan.end.unwrap_or(last_done).saturating_duration_since(start);
+    Ok(Report::new(
+        args,
+        Outcome {
+            mode: target.mode(),
+            recorder: &total,
+            series: series.summary(&mix.ops().collect::<Vec<_>>(), args.warmup, ended_at),
+            window,
+            load,
+            inserted: shared.inserts.claimed(args.records),
+            metrics,
+        },
+    ))
 }
 
-/// One simulated client: operations until the plan's end, recorded once in the window.
-async fn client(mut session: Session, plan: Plan, index: u64, progress: Option<Arc<Progress>>) -> Recorder {
-    let mut picker = Picker::new(plan.workload, plan.read_ratio, plan.keys, 0x5eed ^ index.wrapping_mul(31));
+/// A client's bounded memory of the causal context it last saw per key.
+#[derive(Debug)]
+struct Contexts {
+    map: HashMap<u64, Token>,
+    capacity: usize,
+}
+
+impl Contexts {
+    fn new(capacity: usize) -> Contexts {
+        Contexts { map: HashMap::new(), capacity }
+    }
+
+    /// Keeps `token` as the latest context of `key` (if contexts are kept at all).
+    fn remember(&mut self, key: u64, token: Option<Token>) {
+        let Some(token) = token else { return };
+        if self.capacity == 0 {
+            return;
+        }
+        if self.map.len() >= self.capacity
+            && !self.map.contains_key(&key)
+            && let Some(&old) = self.map.keys().next()
+        {
+            // Whichever entry the map yields first: cheap, and as good as any.
+            self.map.remove(&old);
+        }
+        self.map.insert(key, token.detached());
+    }
+
+    fn take(&mut self, key: u64) -> Option<Token> {
+        self.map.remove(&key)
+    }
+}
+
+/// One simulated client: operations until the plan's end (or the last ticket); returns
+/// what it measured in the window and when its last measured operation ended.
+async fn client(
+    mut session: Session,
+    shared: Arc<Shared>,
+    index: u64,
+    mut seconds: SecondRecorder,
+) -> (Recorder, Instant) {
+    let plan = shared.plan;
+    let seed = 0x5eed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let mut picker = Picker::new(&shared.mix, shared.distribution, shared.records, shared.latest, seed);
+    let mut contexts = Contexts::new(if shared.remember { CONTEXTS_PER_CLIENT } else { 0 });
     let mut recorder = Recorder::default();
-    // Warm-up operations are recorded here and thrown away (a histogram is too big to make
-    // per operation).
-    let mut warmup = Recorder::default();
+    let mut last_done = plan.measure;
     sleep_until(plan.start.into()).await;
     for k in 0u64.. {
         let intended = match plan.rate {
             Some(rate) => plan.scheduled(index, k, rate),
             None => Instant::now(),
         };
-        if intended >= plan.end {
+        if plan.end.is_some_and(|end| intended >= end) {
             break;
         }
         // Only an open loop waits; a late operation starts at once and its latency still
@@ -190,93 +290,105 @@ async fn client(mut session: Session, plan: Plan, index: u64, progress: Option<A
         if intended > Instant::now() {
             sleep_until(intended.into()).await;
         }
-        let (op, key) = picker.pick();
-        let key = key_name(key);
         let measured = intended >= plan.measure;
-        let rec = if measured { &mut recorder } else { &mut warmup };
-        let outcome = execute(&mut session, op, &key, plan.workload, rec).await;
-        let latency = intended.elapsed();
-        if let Some(p) = &progress {
-            p.record(outcome.is_ok(), latency);
+        if measured
+            && let Some((taken, limit)) = &shared.tickets
+            && taken.fetch_add(1, Ordering::Relaxed) >= *limit
+        {
+            break;
+        }
+        let pick = picker.pick(&shared.inserts);
+        let mut requests = Requests::default();
+        let outcome = execute(&mut session, &shared, &mut contexts, pick, &mut requests).await;
+        if pick.op == Op::Insert {
+            shared.inserts.acknowledge(pick.key);
+        }
+        let done = Instant::now();
+        let latency = done.saturating_duration_since(intended);
+        seconds.record(pick.op, done, latency, outcome.is_ok());
+        if !measured {
+            continue;
+        }
+        last_done = done;
+        if let Some(get) = requests.get {
+            recorder.gets.record(get);
+        }
+        if let Some(put) = requests.put {
+            recorder.puts.record(put);
         }
         match outcome {
-            Ok(()) => rec.ops.record(latency),
-            Err(kind) => rec.error(kind),
+            Ok(()) => recorder.ops[pick.op.index()].record(latency),
+            Err(kind) => recorder.error(pick.op, kind),
         }
     }
-    recorder
+    (recorder, last_done)
 }
 
-/// Sends one operation, recording each successful request's own latency.
+/// Sends one operation; notes in `requests` each request that answered and how long it
+/// took.
 async fn execute(
     session: &mut Session,
-    op: Op,
-    key: &str,
-    workload: Workload,
-    rec: &mut Recorder,
+    shared: &Shared,
+    contexts: &mut Contexts,
+    pick: Pick,
+    requests: &mut Requests,
 ) -> Result<(), ErrorKind> {
-    let sent = Instant::now();
-    match op {
-        Op::Get => {
-            let read = session.get(key).await?;
-            rec.gets.record(sent.elapsed());
+    let key = pick.key;
+    let name = key_name(key);
+    match pick.op {
+        Op::Read => {
+            let sent = Instant::now();
+            let read = session.get(&name).await?;
+            requests.get = Some(sent.elapsed());
             match read {
-                Read::Found(_) => Ok(()),
-                // Reads of keys never written are the run's mistake, not the node's.
-                Read::Missing(_) if workload == Workload::Update => Ok(()),
-                Read::Missing(_) => Err(ErrorKind::Borrowed("not_found")),
+                Read::Found(token) => {
+                    contexts.remember(key, token);
+                    Ok(())
+                }
+                // The run's records should all be there: a missing one is an error.
+                Read::Missing(token) => {
+                    contexts.remember(key, token);
+                    Err(ErrorKind::Borrowed("not_found"))
+                }
             }
-        }
-        Op::Put => {
-            session.put(key, None).await?;
-            rec.puts.record(sent.elapsed());
-            Ok(())
         }
         Op::Update => {
-            let context = match session.get(key).await? {
+            let context = contexts.take(key);
+            let sent = Instant::now();
+            let written = session.put(&name, context.as_ref(), shared.values.of(key)).await;
+            match written {
+                Ok(token) => {
+                    requests.put = Some(sent.elapsed());
+                    contexts.remember(key, token);
+                    Ok(())
+                }
+                Err(kind) => {
+                    // Still the latest context this client saw.
+                    contexts.remember(key, context);
+                    Err(kind)
+                }
+            }
+        }
+        Op::Insert | Op::Put => {
+            let sent = Instant::now();
+            let token = session.put(&name, None, shared.values.of(key)).await?;
+            requests.put = Some(sent.elapsed());
+            contexts.remember(key, token);
+            Ok(())
+        }
+        Op::Rmw => {
+            let sent = Instant::now();
+            let context = match session.get(&name).await? {
                 Read::Found(token) | Read::Missing(token) => token,
             };
-            rec.gets.record(sent.elapsed());
+            requests.get = Some(sent.elapsed());
             let written = Instant::now();
-            session.put(key, context.as_ref()).await?;
-            rec.puts.record(written.elapsed());
+            let token = session.put(&name, context.as_ref(), shared.values.of(key)).await?;
+            requests.put = Some(written.elapsed());
+            contexts.remember(key, token);
             Ok(())
         }
     }
-}
-
-/// Writes every key once, blind, with all clients; prints how it went on stderr.
-async fn preload(target: &Target, args: &RunArgs) {
-    let started = Instant::now();
-    let mut clients = JoinSet::new();
-    for i in 0..args.concurrency {
-        let mut session = target.session(i as usize);
-        let (keys, step) = (args.keys, args.concurrency);
-        clients.spawn(async move {
-            let mut errors = BTreeMap::<String, u64>::new();
-            let mut key = i;
-            while key < keys {
-                if let Err(kind) = session.put(&key_name(key), None).await {
-                    *errors.entry(kind.into_owned()).or_default() += 1;
-                }
-                key += step;
-            }
-            errors
-        });
-    }
-    let mut errors = BTreeMap::<String, u64>::new();
-    while let Some(joined) = clients.join_next().await {
-        for (kind, n) in joined.unwrap_or_default() {
-            *errors.entry(kind).or_default() += n;
-        }
-    }
-    let secs = started.elapsed().as_secs_f64();
-    eprintln!(
-        "preloaded {} keys in {secs:.1} s ({:.0}/s){}",
-        args.keys,
-        args.keys as f64 / secs,
-        if errors.is_empty() { String::new() } else { format!("; errors: {errors:?}") }
-    );
 }
 
 #[cfg(test)]
@@ -289,10 +401,7 @@ mod tests {
         let plan = Plan {
             start,
             measure: start,
-            end: start + Duration::from_secs(1),
-            workload: Workload::Get,
-            read_ratio: 0.5,
-            keys: 1,
+            end: Some(start + Duration::from_secs(1)),
             clients: 4,
             rate: Some(1000.0),
         };
@@ -302,5 +411,23 @@ mod tests {
         assert_eq!(at(3, 0), Duration::from_millis(3));
         assert_eq!(at(0, 1), Duration::from_millis(4));
         assert_eq!(at(2, 10), Duration::from_millis(42));
+    }
+
+    #[test]
+    fn contexts_are_bounded_and_latest_wins() {
+        let token = |s: &'static str| Some(Token::Raw(hyper::header::HeaderValue::from_static(s)));
+        let mut contexts = Contexts::new(3);
+        for key in 0..10 {
+            contexts.remember(key, token("a"));
+        }
+        assert_eq!(contexts.map.len(), 3);
+        contexts.remember(42, token("a"));
+        contexts.remember(42, token("b"));
+        let Some(Token::Raw(latest)) = contexts.take(42) else { panic!("42 was just remembered") };
+        assert_eq!(latest, "b");
+        assert!(contexts.take(42).is_none());
+        let mut off = Contexts::new(0);
+        off.remember(1, token("a"));
+        assert!(off.take(1).is_none(), "a mix without updates keeps nothing");
     }
 }

@@ -1,4 +1,5 @@
-//! What a run sends requests through: `quorumkv-client`, or `--raw` hyper connections.
+//! What a run sends requests through: `quorumkv-client`, `--raw` hyper connections, or
+//! (`--target etcd`) etcd's JSON gateway.
 //!
 //! A [`Target`] is made once per run from the arguments; each simulated client gets its
 //! own [`Session`] from it, which reads and writes keys and reports failures as short
@@ -12,8 +13,10 @@ use bytes::Bytes;
 use hyper::header::HeaderValue;
 use quorumkv_client::{Client, Context, Error, Value};
 
-use crate::cli::{Routing, RunArgs};
+use crate::cli::{Routing, RunArgs, System};
+use crate::etcd::{EtcdSession, EtcdTarget};
 use crate::raw::{RawRequests, RawSession, RawTarget};
+use crate::workload::Values;
 
 /// A short name for why a request failed, as the report counts them.
 pub type ErrorKind = Cow<'static, str>;
@@ -25,6 +28,20 @@ pub enum Token {
     Client(Context),
     /// An `X-Causal-Context` header value, from `--raw`.
     Raw(HeaderValue),
+}
+
+impl Token {
+    /// The token with its own copy of the bytes. A header value read off a connection
+    /// shares that connection's read buffer; one kept for later must not pin it.
+    pub fn detached(self) -> Token {
+        match self {
+            Token::Raw(header) => match HeaderValue::from_bytes(header.as_bytes()) {
+                Ok(copy) => Token::Raw(copy),
+                Err(_) => Token::Raw(header),
+            },
+            client => client,
+        }
+    }
 }
 
 /// The outcome of a read that did not fail.
@@ -46,11 +63,11 @@ pub enum Target {
         clients: Vec<Client>,
         /// Bucket of every key.
         bucket: String,
-        /// What every write stores.
-        value: Value,
     },
     /// Through bare hyper connections.
     Raw(Arc<RawTarget>),
+    /// An etcd cluster, through its JSON gateway.
+    Etcd(Arc<EtcdTarget>),
 }
 
 impl Target {
@@ -59,8 +76,16 @@ impl Target {
     ///
     /// # Errors
     /// A bad address or option, or a cluster whose ring cannot be fetched.
-    pub async fn connect(args: &RunArgs) -> anyhow::Result<Target> {
-        let value = Bytes::from(value_bytes(args.value_size));
+    pub async fn connect(args: &RunArgs, values: &Values) -> anyhow::Result<Target> {
+        if args.target == System::Etcd {
+            let longest = values.longest().clone();
+            return Ok(Target::Etcd(Arc::new(EtcdTarget::new(
+                args.nodes.clone(),
+                &args.bucket,
+                longest,
+                args.timeout,
+            ))));
+        }
         let seed_client = |nodes: &[String], routing: bool| -> anyhow::Result<Client> {
             let mut b = Client::builder().nodes(nodes.iter().cloned()).routing(routing).timeout(args.timeout);
             if let Some(r) = args.r {
@@ -86,7 +111,7 @@ impl Target {
             None => None,
         };
         if args.raw {
-            let requests = raw_requests(args, value);
+            let requests = raw_requests(args);
             let target = match (ring, args.routing) {
                 (Some(ring), _) => RawTarget::routed(ring, requests)?,
                 (None, Routing::First) => RawTarget::fixed(args.nodes[..1].to_vec(), requests),
@@ -103,31 +128,31 @@ impl Target {
                 .collect::<Result<_, _>>()?,
             (None, _) => vec![seed_client(&args.nodes, false)?],
         };
-        Ok(Target::Client { clients, bucket: args.bucket.clone(), value: Value::new(value) })
+        Ok(Target::Client { clients, bucket: args.bucket.clone() })
     }
 
     /// The session of client number `index`.
     pub fn session(&self, index: usize) -> Session {
         match self {
-            Target::Client { clients, bucket, value } => Session::Client {
-                client: clients[index % clients.len()].clone(),
-                bucket: bucket.clone(),
-                value: value.clone(),
-            },
+            Target::Client { clients, bucket } => {
+                Session::Client { client: clients[index % clients.len()].clone(), bucket: bucket.clone() }
+            }
             Target::Raw(target) => Session::Raw(RawSession::new(Arc::clone(target), index)),
+            Target::Etcd(target) => Session::Etcd(EtcdSession::new(Arc::clone(target), index)),
         }
     }
 
-    /// `client` or `raw`, for the report.
+    /// `client`, `raw` or `etcd-gateway`, for the report.
     pub fn mode(&self) -> &'static str {
         match self {
             Target::Client { .. } => "client",
             Target::Raw(_) => "raw",
+            Target::Etcd(_) => "etcd-gateway",
         }
     }
 }
 
-fn raw_requests(args: &RunArgs, value: Bytes) -> RawRequests {
+fn raw_requests(args: &RunArgs) -> RawRequests {
     let timeout_ms = format!("timeout_ms={}", args.timeout.as_millis().clamp(1, 60_000));
     let mut get_query = String::from("?");
     if let Some(r) = args.r {
@@ -142,12 +167,7 @@ fn raw_requests(args: &RunArgs, value: Bytes) -> RawRequests {
         put_query.push_str(&format!("dw={dw}&"));
     }
     put_query.push_str(&timeout_ms);
-    RawRequests { bucket: args.bucket.clone(), get_query, put_query, value, timeout: args.timeout }
-}
-
-/// `size` bytes of printable filler: the value every write of a run stores.
-pub fn value_bytes(size: usize) -> Vec<u8> {
-    (0..size).map(|i| b'a' + (i % 26) as u8).collect()
+    RawRequests { bucket: args.bucket.clone(), get_query, put_query, timeout: args.timeout }
 }
 
 /// One simulated client's way to the cluster.
@@ -159,11 +179,11 @@ pub enum Session {
         client: Client,
         /// Bucket of every key.
         bucket: String,
-        /// What every write stores.
-        value: Value,
     },
     /// Through its own hyper connections.
     Raw(RawSession),
+    /// To etcd, through its own hyper connections.
+    Etcd(EtcdSession),
 }
 
 impl Session {
@@ -176,14 +196,21 @@ impl Session {
                 Err(e) => Err(kind(&e)),
             },
             Session::Raw(raw) => raw.get(key).await,
+            Session::Etcd(etcd) => etcd.get(key).await,
         }
     }
 
-    /// Writes the run's value under `key`, superseding what `context` covers.
-    pub async fn put(&mut self, key: &str, context: Option<&Token>) -> Result<(), ErrorKind> {
+    /// Writes `value` under `key`, superseding what `context` covers; returns the
+    /// context of the result when the target gives one (etcd does not).
+    pub async fn put(
+        &mut self,
+        key: &str,
+        context: Option<&Token>,
+        value: Bytes,
+    ) -> Result<Option<Token>, ErrorKind> {
         match self {
-            Session::Client { client, bucket, value } => {
-                let put = client.put(&*bucket, key, value.clone());
+            Session::Client { client, bucket } => {
+                let put = client.put(&*bucket, key, Value::new(value));
                 let put = match context {
                     Some(Token::Client(ctx)) => put.context(ctx),
                     Some(Token::Raw(header)) => match header.to_str().map(Context::from_token) {
@@ -192,9 +219,10 @@ impl Session {
                     },
                     None => put,
                 };
-                put.await.map(drop).map_err(|e| kind(&e))
+                put.await.map(|ctx| Some(Token::Client(ctx))).map_err(|e| kind(&e))
             }
-            Session::Raw(raw) => raw.put(key, context).await,
+            Session::Raw(raw) => raw.put(key, context, value).await,
+            Session::Etcd(etcd) => etcd.put(key, &value).await.map(|()| None),
         }
     }
 }
@@ -232,9 +260,11 @@ mod tests {
     }
 
     #[test]
-    fn values_have_the_asked_size() {
-        assert_eq!(value_bytes(1024).len(), 1024);
-        assert!(value_bytes(0).is_empty());
-        assert_eq!(&value_bytes(3), b"abc");
+    fn detached_tokens_keep_their_bytes() {
+        let shared = Bytes::from_static(b"xxAgAbC-_=yy").slice(2..10);
+        let header = HeaderValue::from_maybe_shared(shared).unwrap();
+        let Token::Raw(copy) = Token::Raw(header.clone()).detached() else { panic!("not raw") };
+        assert_eq!(copy, header);
+        assert_eq!(copy.as_bytes(), b"AgAbC-_=");
     }
 }
