@@ -31,6 +31,8 @@ use crate::peer::wire::{Item, KeyHash};
 
 /// Calls one storage thread takes from the queue at most, so others share the work.
 const MAX_BATCH: usize = 64;
+/// How many times an idle storage thread looks for work again before it sleeps.
+const SPINS_BEFORE_SLEEP: usize = 32;
 /// Durable writes one fsync covers at most.
 const MAX_DURABLE_BATCH: usize = 512;
 
@@ -113,6 +115,17 @@ impl Lane {
     /// Waits for work and takes up to `max` jobs; `None` once stopped and drained.
     fn take(&self, max: usize) -> Option<Vec<Job>> {
         let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        // Under load the next call comes within microseconds: look again a few times,
+        // yielding the core meanwhile, before sleeping. A thread that never sleeps needs
+        // no wake-up, which costs the submitter a futex call and both a context switch.
+        for _ in 0..SPINS_BEFORE_SLEEP {
+            if !q.jobs.is_empty() || q.stopped {
+                break;
+            }
+            drop(q);
+            std::thread::yield_now();
+            q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        }
         while q.jobs.is_empty() {
             if q.stopped {
                 return None;
