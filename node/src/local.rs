@@ -141,9 +141,9 @@ impl Lane {
 
 /// Three lanes: reads and plain writes on a few threads; writes that must be fsynced on
 /// one thread of their own; scans (tree rebuilds, partition and hint scans) on one more,
-/// so a long scan never queues ahead of a request. fjall holds its journal lock through
-/// an fsync, so writes cannot land while one runs: a single durable thread keeps one
-/// fsync in flight, and every durable write that queued meanwhile shares the next one.
+/// so a long scan never queues ahead of a request. A single durable thread keeps one
+/// fsync in flight (outside fjall's lock, so other writes land meanwhile), and every
+/// durable write that queued meanwhile shares the next one.
 struct Executor {
     store: Arc<Store>,
     general: Lane,
