@@ -77,6 +77,11 @@ pub(crate) fn object_path(bucket: &str, key: &[u8]) -> String {
     path
 }
 
+/// Key bytes percent-encoded for a query value (`prefix=`, `after=`).
+pub(crate) fn key_query(key: &[u8]) -> String {
+    percent_encoding::percent_encode(key, KEY_ENCODE).to_string()
+}
+
 /// `http://{addr}{path_and_query}` as a URI.
 pub(crate) fn uri(addr: &str, path_and_query: &str) -> Result<Uri, Error> {
     format!("http://{addr}{path_and_query}")

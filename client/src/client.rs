@@ -65,12 +65,12 @@ pub(crate) struct ObjectCall<'a> {
 /// ```
 #[derive(Clone, Debug)]
 pub struct Client {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
-struct Inner {
-    transport: Transport,
+pub(crate) struct Inner {
+    pub(crate) transport: Transport,
     seeds: Vec<String>,
     defaults: Options,
     routing: bool,
@@ -388,6 +388,11 @@ impl Client {
         Update::new(self.clone(), bucket.as_ref(), key.as_ref(), Box::new(move |v| change(v).into()))
     }
 
+    /// Lists a bucket's live keys in byte order, a page per request: see [`List`].
+    pub fn list(&self, bucket: impl AsRef<str>) -> crate::List {
+        crate::List::new(self.clone(), bucket.as_ref())
+    }
+
     /// Fetches the ring from a node (and routes by it from now on).
     ///
     /// # Errors
@@ -553,7 +558,12 @@ impl Client {
         .await
     }
 
-    async fn attempts<F, Fut>(&self, nodes: Vec<String>, timeout: Duration, send: F) -> Result<Reply, Error>
+    pub(crate) async fn attempts<F, Fut>(
+        &self,
+        nodes: Vec<String>,
+        timeout: Duration,
+        send: F,
+    ) -> Result<Reply, Error>
     where
         F: FnMut(String, Duration) -> Fut,
         Fut: Future<Output = Result<Reply, Error>>,
@@ -662,7 +672,7 @@ impl Client {
     }
 
     /// Every node address the client knows, builder's first.
-    fn known_nodes(&self) -> Vec<String> {
+    pub(crate) fn known_nodes(&self) -> Vec<String> {
         let mut nodes = self.inner.seeds.clone();
         if let Some(routes) = lock(&self.inner.routes).routes.clone() {
             for n in &routes.nodes {

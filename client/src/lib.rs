@@ -28,6 +28,7 @@
 //! - [`client`] — [`Client`] and [`ClientBuilder`]: connections, routing, retries, deadlines.
 //! - [`request`] — the builders [`Get`], [`Put`], [`Delete`], [`Update`] that the client's
 //!   methods return; set per-request options on them, then `.await`.
+//! - [`list`] — [`List`], a bucket's keys page by page or as a stream.
 //! - [`value`] — [`Value`], [`Object`], [`Context`], [`Change`].
 //! - [`options`] — [`Quorum`] and [`Options`] (r, w, dw, sloppy, timeout).
 //! - [`ring`] — [`Ring`](ring::Ring) as `GET /v1/ring` shows it.
@@ -42,6 +43,7 @@ mod addr;
 pub mod cli;
 pub mod client;
 pub mod error;
+pub mod list;
 mod multipart;
 pub mod options;
 pub mod request;
@@ -52,6 +54,7 @@ pub mod value;
 
 pub use client::{Client, ClientBuilder, DEFAULT_TIMEOUT};
 pub use error::{Error, ReplicaFailure};
+pub use list::List;
 pub use options::{Options, Quorum};
 pub use request::{Delete, Get, Put, Update};
 pub use value::{Change, Context, Object, Value};

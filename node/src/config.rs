@@ -100,9 +100,11 @@ pub struct Config {
     /// does not stall writes; it also bounds what a power loss takes from `dw=0`
     /// writes. 0 turns it off.
     pub journal_sync_ms: u64,
-    /// CPU niceness (0–19) of the storage engine's flush and compaction threads: at 19
-    /// they use the cycles requests leave idle, so a flush does not stall requests; 0
-    /// leaves them at the node's priority. Applies from the next start.
+    /// CPU niceness (0–19) of the background threads: the storage engine's flush and
+    /// compaction threads, and the scan thread (anti-entropy, tree rebuilds, key
+    /// listings). At 19 they use the cycles requests leave idle, so a flush or a listing
+    /// does not stall requests; 0 leaves them at the node's priority. Applies from the
+    /// next start.
     pub background_nice: u8,
     /// How often each peer is pinged by the failure detector, in milliseconds.
     pub heartbeat_interval_ms: u64,
@@ -116,6 +118,9 @@ pub struct Config {
     pub hint_batch: usize,
     /// Hints delivered per second at most, so handoff does not starve client requests.
     pub hint_rate: u32,
+    /// Keys per second this node reads for key listings at most, shared by every listing
+    /// it serves, so a listing of a big bucket takes longer rather than slowing requests.
+    pub list_keys_per_second: u32,
     /// Anti-entropy exchanges every partition this node holds once per this many
     /// milliseconds, spread evenly.
     pub aae_interval_ms: u64,
@@ -168,6 +173,7 @@ impl Default for Config {
             hinted_handoff: true,
             hint_batch: 100,
             hint_rate: 5000,
+            list_keys_per_second: 100_000,
             aae_interval_ms: 60_000,
             aae_rebuild_interval_s: 3600,
             transfer_rate_mib: 8,
@@ -272,6 +278,9 @@ impl Config {
         }
         if self.hint_rate == 0 {
             return err("hint_rate", "must be at least 1");
+        }
+        if self.list_keys_per_second == 0 {
+            return err("list_keys_per_second", "must be at least 1");
         }
         if self.aae_interval_ms < 10 {
             return err("aae_interval_ms", "must be at least 10");

@@ -107,7 +107,7 @@ impl Coordinator {
 
     /// The nodes a read asks: the first N healthy nodes of the preference list, topped up
     /// with primaries the detector holds down if too few are healthy.
-    fn read_targets(&self, ring: &Ring, partition: u32) -> Vec<NodeId> {
+    pub(crate) fn read_targets(&self, ring: &Ring, partition: u32) -> Vec<NodeId> {
         let n = ring.replicas();
         let cluster = self.cluster();
         let mut targets: Vec<NodeId> = ring

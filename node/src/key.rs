@@ -77,7 +77,11 @@ impl Key {
     }
 }
 
-fn check_bucket(bucket: &[u8]) -> Result<(), KeyError> {
+/// Checks a bucket name against the rules above.
+///
+/// # Errors
+/// [`KeyError::Bucket`].
+pub fn check_bucket(bucket: &[u8]) -> Result<(), KeyError> {
     let ok_char = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
     // `.` and `..` are path segments proxies and clients normalise away.
     if bucket.is_empty()

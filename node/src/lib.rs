@@ -44,6 +44,7 @@ pub mod error;
 pub mod handoff;
 pub mod key;
 pub mod layout;
+pub mod listing;
 pub mod local;
 pub mod metrics;
 pub mod node;

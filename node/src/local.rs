@@ -193,8 +193,10 @@ impl std::fmt::Debug for LocalStore {
 
 impl LocalStore {
     /// Starts `threads` storage threads over `store`, one for durable writes, one for
-    /// scans and, with `journal_sync`, one that fsyncs the journal that often when it
-    /// was written to (see [`Store::sync_if_written`]).
+    /// scans (at CPU niceness `scan_nice`, when given: anti-entropy, tree rebuilds and key
+    /// listings then use the cycles requests leave) and, with `journal_sync`, one that
+    /// fsyncs the journal that often when it was written to (see
+    /// [`Store::sync_if_written`]).
     ///
     /// # Errors
     /// The OS refused a thread.
@@ -202,6 +204,7 @@ impl LocalStore {
         store: Arc<Store>,
         threads: usize,
         journal_sync: Option<Duration>,
+        scan_nice: Option<i32>,
     ) -> std::io::Result<LocalStore> {
         let executor = Arc::new(Executor {
             store,
@@ -221,7 +224,15 @@ impl LocalStore {
         let ex = executor.clone();
         start("storage-durable".into(), Box::new(move || ex.worker(&ex.durable, MAX_DURABLE_BATCH)))?;
         let ex = executor.clone();
-        start("storage-scans".into(), Box::new(move || ex.worker(&ex.scans, 1)))?;
+        start(
+            "storage-scans".into(),
+            Box::new(move || {
+                if let Some(nice) = scan_nice {
+                    quorumkv_storage::background::set_own_niceness(nice);
+                }
+                ex.worker(&ex.scans, 1)
+            }),
+        )?;
         if let Some(every) = journal_sync {
             let ex = executor.clone();
             start(
@@ -511,6 +522,26 @@ impl LocalStore {
         limit: usize,
     ) -> Result<Vec<Entry>, Error> {
         self.scan(move |s| s.tombstones(partition, before_ms, limit)).await
+    }
+
+    /// For each of `parts` (a partition, and the key to start after), up to `limit` keys
+    /// of `bucket` that start with `prefix`, with the shapes of their versions, and
+    /// whether more follow. One call on the scan thread: a listing never queues ahead of
+    /// a request.
+    pub async fn list_keys(
+        &self,
+        bucket: bytes::Bytes,
+        prefix: bytes::Bytes,
+        parts: Vec<(u32, Option<bytes::Bytes>)>,
+        limit: usize,
+    ) -> Result<Vec<Result<(quorumkv_storage::KeyShapes, bool), Error>>, Error> {
+        self.scan(move |s| {
+            Ok(parts
+                .into_iter()
+                .map(|(partition, after)| s.list_keys(partition, &bucket, &prefix, after.as_deref(), limit))
+                .collect())
+        })
+        .await
     }
 
     /// For each entry, whether this replica holds exactly that version.

@@ -106,6 +106,9 @@ struct NodeArgs {
     /// Hints delivered per second at most [default: 5000].
     #[arg(long, env = "QUORUMKV_HINT_RATE")]
     hint_rate: Option<u32>,
+    /// Keys per second this node reads for key listings at most [default: 100000].
+    #[arg(long, env = "QUORUMKV_LIST_KEYS_PER_SECOND")]
+    list_keys_per_second: Option<u32>,
     /// Anti-entropy sweep interval in milliseconds [default: 60000].
     #[arg(long, env = "QUORUMKV_AAE_INTERVAL_MS")]
     aae_interval_ms: Option<u64>,
@@ -137,8 +140,9 @@ struct NodeArgs {
     /// Journal fsync interval in milliseconds when anything was written; 0: off [default: 50].
     #[arg(long, env = "QUORUMKV_JOURNAL_SYNC_MS")]
     journal_sync_ms: Option<u64>,
-    /// CPU niceness of the storage engine's flush and compaction threads, 0 to 19; 0
-    /// leaves them at the node's priority [default: 19].
+    /// CPU niceness of the background threads (the storage engine's flushes and
+    /// compactions; anti-entropy and listing scans), 0 to 19; 0 leaves them at the
+    /// node's priority [default: 19].
     #[arg(long, env = "QUORUMKV_BACKGROUND_NICE")]
     background_nice: Option<u8>,
     /// How long shutdown waits for in-flight requests, in milliseconds [default: 10000].
@@ -207,6 +211,7 @@ impl NodeArgs {
             heartbeat_interval_ms,
             phi_threshold,
             hint_rate,
+            list_keys_per_second,
             storage_threads,
             journal_sync_ms,
             background_nice,

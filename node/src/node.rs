@@ -101,8 +101,9 @@ impl Node {
         store.set_hint_ttl(Some(Duration::from_millis(config.tombstone_grace_ms)));
         let journal_sync =
             (config.journal_sync_ms > 0).then(|| Duration::from_millis(config.journal_sync_ms));
-        let local =
-            LocalStore::new(store, config.storage_threads, journal_sync).map_err(StartError::Threads)?;
+        let scan_nice = (config.background_nice > 0).then_some(i32::from(config.background_nice));
+        let local = LocalStore::new(store, config.storage_threads, journal_sync, scan_nice)
+            .map_err(StartError::Threads)?;
         let (node_id, incarnation, fresh) =
             local.identity(config.node_id.clone()).await.map_err(|e| StartError::Load(e.into()))?;
         let identity = Identity { actor: Actor::new(node_id.as_str(), incarnation), node_id, incarnation };
@@ -177,6 +178,7 @@ impl Node {
             anti_entropy.repair_everything();
         }
         let config_in_flight = config.max_requests_in_flight;
+        let config_list_rate = config.list_keys_per_second;
         let stray = Arc::new(StrayCleanup::new(
             replicas.local().clone(),
             cluster.clone(),
@@ -195,6 +197,7 @@ impl Node {
             peer_auth,
             tokens,
             in_flight: tokio::sync::Semaphore::new(config_in_flight),
+            listing_rate: crate::listing::Rate::new(config_list_rate),
             started: Instant::now(),
         });
 

@@ -194,6 +194,24 @@ async fn serve_one(state: &NodeState, request: Request) -> Result<Response, Erro
             local.merge_batch(mine).await?;
             Ok(Response::MergedBatch { count })
         }
+        Request::ListKeys { bucket, prefix, parts, limit } => {
+            let limit = limit as usize;
+            crate::listing::check(&bucket, &prefix, None, limit, crate::listing::MAX_CHUNK)?;
+            for part in &parts {
+                check_partition(state, part.partition)?;
+                crate::listing::check(
+                    &bucket,
+                    &prefix,
+                    part.after.as_deref(),
+                    limit,
+                    crate::listing::MAX_CHUNK,
+                )?;
+            }
+            if parts.len() > state.cluster.params().partitions as usize {
+                return Err(Error::bad("invalid_parameter", "more parts than partitions"));
+            }
+            Ok(Response::Listed(crate::listing::serve(state, bucket, prefix, parts, limit).await))
+        }
         Request::Coordinate { key, context, content, w, dw, sloppy, timeout_ms } => {
             check(state, &key, None)?;
             let n = state.coordinator.replicas();

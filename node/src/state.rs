@@ -35,6 +35,8 @@ pub struct NodeState {
     pub tokens: quorumkv_storage::TokenKey,
     /// Client requests in flight: a permit each, `max_requests_in_flight` in all.
     pub in_flight: tokio::sync::Semaphore,
+    /// Paces the keys this node reads for listings (`list_keys_per_second`).
+    pub listing_rate: crate::listing::Rate,
     pub started: Instant,
 }
 

@@ -55,9 +55,10 @@ pub fn open_at_niceness<T: Send>(nice: i32, open: impl FnOnce() -> T + Send) -> 
     })
 }
 
-/// Sets the calling thread's niceness; false when it could not.
+/// Sets the calling thread's niceness (0 to 19; higher yields more); false when it
+/// could not. Threads it starts inherit it.
 #[allow(unsafe_code)] // setpriority has no safe wrapper in std or libc.
-fn set_own_niceness(nice: i32) -> bool {
+pub fn set_own_niceness(nice: i32) -> bool {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: gettid and setpriority take and return plain integers; on Linux

@@ -283,6 +283,33 @@ impl Object {
         self.siblings.binary_search_by_key(&dot, |s| s.dot).is_ok()
     }
 
+    /// Whether a client reading this object finds a value: a sibling that is not a
+    /// tombstone.
+    pub fn is_live(&self) -> bool {
+        self.siblings.iter().any(|s| !s.content.is_tombstone())
+    }
+
+    /// The object's causal shape without its values: the same history and dots, each
+    /// value emptied (tombstones kept). Merging shapes gives the shape of the merge, so
+    /// a key listing can tell a live key from a deleted one across replicas without
+    /// moving the values.
+    pub fn shape(&self) -> Object {
+        let siblings = self
+            .siblings
+            .iter()
+            .map(|s| Sibling {
+                dot: s.dot,
+                content: match &s.content {
+                    Content::Value { .. } => {
+                        Content::Value { content_type: String::new(), bytes: Bytes::new() }
+                    }
+                    tombstone => tombstone.clone(),
+                },
+            })
+            .collect();
+        Object { vv: self.vv.clone(), siblings }
+    }
+
     /// Sum of the value bytes held, for storage figures.
     pub fn value_bytes(&self) -> usize {
         self.siblings

@@ -26,5 +26,5 @@ pub mod token;
 pub use causal::{Actor, Content, Dot, Object, SIBLING_LIMIT, SIBLING_WARN, Sibling, VersionVector, unix_ms};
 pub use error::Error;
 pub use merkle::Tree;
-pub use store::{Durability, Entry, Hint, ObjectKey, Store, StoreOptions, StoreStats};
+pub use store::{Durability, Entry, Hint, KeyShapes, ObjectKey, Store, StoreOptions, StoreStats};
 pub use token::{TokenKey, decode_context, encode_context};

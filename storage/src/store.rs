@@ -69,6 +69,9 @@ impl ObjectKey<'_> {
     }
 }
 
+/// Keys with the shapes of their versions ([`Object::shape`]), as a listing returns them.
+pub type KeyShapes = Vec<(Vec<u8>, Object)>;
+
 /// One stored object with its Merkle item hash, as partition scans return it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -120,6 +123,18 @@ fn hint_value(kept_since_ms: u64, object: &Object) -> Vec<u8> {
     out.extend_from_slice(&kept_since_ms.to_be_bytes());
     out.extend_from_slice(&record);
     out
+}
+
+/// The first key after every key that starts with `prefix`, if there is one.
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
 }
 
 /// Splits a stored data key back into partition, bucket and key.
@@ -443,6 +458,51 @@ impl Store {
         found.retain(|e| e.object.deleted_at_ms().is_some_and(|t| t < before_ms));
         found.truncate(limit);
         Ok(found)
+    }
+
+    /// The keys of `bucket` in `partition` that start with `prefix` and sort after
+    /// `after`, in byte order, at most `limit`, each with the [`Object::shape`] of its
+    /// version (deleted keys too: a listing merges replicas before it hides them). The
+    /// flag says whether more such keys follow. Reads only the bucket's key range;
+    /// corrupt records are left out (they count as missing, as for reads).
+    pub fn list_keys(
+        &self,
+        partition: u32,
+        bucket: &[u8],
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(KeyShapes, bool), Error> {
+        let base = ObjectKey { partition, bucket, key: prefix }.encode();
+        let start = match after {
+            Some(a) if a >= prefix => {
+                let mut k = ObjectKey { partition, bucket, key: a }.encode();
+                k.push(0);
+                k
+            }
+            _ => base.clone(),
+        };
+        let mut out = Vec::new();
+        // A bounded range lets the tree skip every table outside the bucket's keys.
+        let range = match prefix_end(&base) {
+            Some(end) => self.data.range(start..end),
+            None => self.data.range(start..),
+        };
+        for guard in range {
+            let (k, v) = guard.into_inner()?;
+            if !k.starts_with(&base) {
+                return Ok((out, false));
+            }
+            if out.len() >= limit {
+                return Ok((out, true));
+            }
+            // The length byte in `base` pins the bucket: every key here is this bucket's.
+            let Some((p, b, key)) = split_data_key(&k) else { continue };
+            if let Ok(object) = self.decode(ObjectKey { partition: p, bucket: b, key }, &v) {
+                out.push((key.to_vec(), object.shape()));
+            }
+        }
+        Ok((out, false))
     }
 
     fn scan_partition(&self, partition: u32, want: impl Fn(&[u8]) -> bool) -> Result<Vec<Entry>, Error> {

@@ -358,3 +358,55 @@ fn a_returned_write_is_already_in_the_newest_journal_that_sync_covers() {
     store.sync().expect("sync");
     assert_eq!(store.stats().syncs.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
+
+#[test]
+fn a_listing_reads_one_buckets_range_in_byte_order_with_shapes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let new = VersionVector::new();
+    for k in ["b", "a", "ab", "c\u{e9}", "d"] {
+        put(&store, k, &new, text(k), Durability::Journal);
+    }
+    // Neighbours that must never show: another partition, a bucket that extends this
+    // one's name, a shorter bucket that is its prefix.
+    let other = |partition, bucket: &'static [u8]| ObjectKey { partition, bucket, key: b"zz" };
+    for k in [other(8, BUCKET), other(7, b"usersx"), other(7, b"user"), other(6, BUCKET)] {
+        store.update(k, Durability::Journal, |o| o.update(&new, Actor(1), text("x"))).expect("write");
+    }
+    let ctx = put(&store, "d", &new, text("again"), Durability::Journal);
+    put(&store, "d", &ctx, Content::tombstone_now(), Durability::Journal);
+
+    let names = |(entries, more): (quorumkv_storage::KeyShapes, bool)| {
+        (entries.into_iter().map(|(k, _)| String::from_utf8(k).expect("utf8")).collect::<Vec<_>>(), more)
+    };
+    let all = store.list_keys(7, BUCKET, b"", None, 100).expect("list");
+    assert!(all.0.iter().all(|(_, shape)| shape.value_bytes() == 0), "shapes carry no values");
+    assert!(all.0[..4].iter().all(|(_, shape)| shape.is_live()));
+    assert!(!all.0[4].1.is_live(), "the deleted key is listed as deleted, for the merge");
+    assert_eq!(names(all), (vec!["a".into(), "ab".into(), "b".into(), "c\u{e9}".into(), "d".into()], false));
+    assert_eq!(
+        names(store.list_keys(7, BUCKET, b"", None, 2).expect("list")),
+        (vec!["a".into(), "ab".into()], true)
+    );
+    assert_eq!(
+        names(store.list_keys(7, BUCKET, b"", Some(b"ab"), 2).expect("list")),
+        (vec!["b".into(), "c\u{e9}".into()], true)
+    );
+    assert_eq!(
+        names(store.list_keys(7, BUCKET, b"a", None, 10).expect("list")),
+        (vec!["a".into(), "ab".into()], false)
+    );
+    assert_eq!(
+        names(store.list_keys(7, BUCKET, b"a", Some(b"a"), 10).expect("list")),
+        (vec!["ab".into()], false)
+    );
+    assert_eq!(
+        names(store.list_keys(7, BUCKET, b"c", Some(b"a"), 10).expect("list")).0,
+        vec!["c\u{e9}".to_owned()]
+    );
+    assert_eq!(
+        names(store.list_keys(7, BUCKET, b"a", Some(b"b"), 10).expect("list")).0,
+        Vec::<String>::new()
+    );
+    assert_eq!(names(store.list_keys(7, b"nothing", b"", None, 10).expect("list")), (vec![], false));
+}

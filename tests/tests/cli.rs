@@ -394,3 +394,56 @@ async fn health_exits_0_on_a_serving_node_and_1_otherwise() {
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777, 0o600);
 }
+
+#[tokio::test]
+async fn list_prints_a_buckets_keys_page_by_page_and_resumes_from_its_cursor() {
+    let mut c = Cluster::start(3, 3, &[]).await;
+    let http = quorumkv_tests::Http::new();
+    let mut expected: Vec<String> = (0..40).map(|k| format!("user{k:02}")).collect();
+    for k in &expected {
+        http.put(&c.nodes[(k.len() + k.as_bytes()[5] as usize) % 3].kv("people", k, "w=2"), &[], "v").await;
+    }
+    // A key that is not UTF-8 and one with a `%` are shown percent-encoded.
+    assert_eq!(http.put(&c.nodes[0].kv("people", "%FF%00", "w=2"), &[], "v").await.status, 204);
+    assert_eq!(http.put(&c.nodes[0].kv("people", "100%25", "w=2"), &[], "v").await.status, 204);
+    http.put(&c.nodes[0].kv("things", "user99", "w=2"), &[], "v").await;
+    let n = &c.nodes[1];
+
+    let all = cli(n, &["list", "people", "--page-size", "7"]).ok().out();
+    let mut want = vec!["100%25".to_string()];
+    want.extend(expected.iter().cloned());
+    want.push("%FF%00".into());
+    assert_eq!(all.lines().collect::<Vec<_>>(), want);
+
+    // Over HTTP: a page, its cursor, the next page.
+    let page = http.get(&n.url("/v1/kv/people?prefix=user&limit=5")).await.json();
+    assert_eq!(page["keys"], serde_json::json!(expected[..5]));
+    let next = page["next"].as_str().expect("a cursor").to_string();
+    let page = http.get(&n.url(&format!("/v1/kv/people?prefix=user&limit=5&after={next}"))).await.json();
+    assert_eq!(page["keys"], serde_json::json!(expected[5..10]));
+
+    // --limit stops with the cursor; --resume goes on from it.
+    let run = cli(n, &["list", "people", "--prefix", "user", "--limit", "15", "--page-size", "4"]).ok();
+    assert_eq!(run.out().lines().collect::<Vec<_>>(), expected[..15]);
+    let cursor = run.stderr.rsplit("--resume ").next().expect("a cursor").trim().to_string();
+    let rest = cli(n, &["--json", "list", "people", "--prefix", "user", "--resume", &cursor]).ok().json();
+    assert_eq!(rest["keys"], serde_json::json!(expected[15..]));
+    assert_eq!(rest["next"], serde_json::Value::Null);
+
+    // A deleted key is not listed; with one node killed, r=2 still lists everything.
+    let ctx = http.get(&n.kv("people", "user07", "")).await.context().expect("context").to_string();
+    assert_eq!(
+        http.delete(&n.kv("people", "user07", "w=2"), &[("x-causal-context", &ctx)]).await.status,
+        204
+    );
+    expected.retain(|k| k != "user07");
+    c.node(2).kill9();
+    let run = cli(&c.nodes[0], &["list", "people", "--prefix", "user", "--page-size", "9"]).ok();
+    assert_eq!(run.out().lines().collect::<Vec<_>>(), expected);
+    // r=3 cannot be met: exit 4, naming a partition, with no partial page printed as whole.
+    let run = cli(&c.nodes[0], &["list", "people", "-r", "all", "--timeout", "3000"]);
+    assert_eq!(run.code, 4, "{run:?}");
+    assert!(run.stderr.contains("partition"), "{run:?}");
+    assert_eq!(cli(&c.nodes[0], &["list", "bad/bucket"]).code, 2);
+    assert_eq!(cli(&c.nodes[0], &["list", "people", "--limit", "0"]).code, 2);
+}

@@ -435,3 +435,27 @@ async fn a_quorum_failure_is_typed_with_its_details() {
     // One replica is enough for w=1.
     client.put("b", "k", "v").w(Quorum::One).await.expect("w=1 with one node up");
 }
+
+#[tokio::test]
+async fn list_streams_a_buckets_keys_across_pages_and_resumes_from_a_cursor() {
+    use futures_util::StreamExt;
+    let c = Cluster::start(3, 3, &[]).await;
+    let client = all_nodes(&c);
+    let mut keys: Vec<Vec<u8>> = (0..30u8).map(|k| format!("k{k:02}").into_bytes()).collect();
+    keys.push(vec![0xff, 0, b'%']);
+    for k in &keys {
+        client.put("listed", k, "v").await.expect("put");
+    }
+    client.put("other", "k00", "v").await.expect("put");
+    let streamed: Vec<Vec<u8>> =
+        client.list("listed").page_size(4).into_stream().map(|k| k.expect("a key")).collect().await;
+    assert_eq!(streamed, keys, "every key once, in byte order, binary ones decoded");
+
+    let mut first = client.list("listed").prefix("k1").page_size(3);
+    let page = first.next_page().await.expect("page").expect("not the end");
+    assert_eq!(page, keys[10..13]);
+    let rest = client.list("listed").prefix("k1").resume(first.cursor().expect("cursor"));
+    let rest: Vec<Vec<u8>> = rest.into_stream().map(|k| k.expect("a key")).collect().await;
+    assert_eq!(rest, keys[13..20]);
+    assert!(matches!(client.list("no/such").next_page().await, Err(Error::InvalidInput { .. })));
+}

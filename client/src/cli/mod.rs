@@ -3,6 +3,7 @@
 //! The binary only calls [`main`]; everything it does is here, on top of the
 //! [`Client`].
 
+mod list;
 mod table;
 
 use std::ffi::OsString;
@@ -48,6 +49,7 @@ Examples:
   quorumkv get users alice                          show the value and its context
   quorumkv get users avatar --raw > me.png          the bytes only
   quorumkv delete users alice
+  quorumkv list users --prefix a                    keys of a bucket, one per line
   quorumkv --node 10.0.0.2:7070 status              one node's view of the cluster
   quorumkv ring --partitions                        which nodes hold which partition
 
@@ -108,6 +110,8 @@ enum Command {
     Put(PutArgs),
     /// Delete a key (deleting a key that does not exist succeeds).
     Delete(DeleteArgs),
+    /// List a bucket's keys in byte order, one per line (deleted keys are not listed).
+    List(list::ListArgs),
     /// Show a node's status: identity, uptime, storage, and the members it sees.
     Status,
     /// Exit 0 if the node answers /v1/health with 200 (it has the layout and serves), else 1.
@@ -382,6 +386,7 @@ async fn execute(cli: Cli) -> Result<Vec<u8>, CliError> {
         Command::Get(args) => get(&client, args, g.json).await,
         Command::Put(args) => put(&client, args, g.json).await,
         Command::Delete(args) => delete(&client, args, g.json).await,
+        Command::List(args) => list::list(&client, args, g.json).await,
         Command::Status => status(&client, g.json).await,
         Command::Health => match client.health().await {
             Ok(()) => Ok(b"healthy\n".to_vec()),

@@ -4,6 +4,7 @@
 //! [`Error::status`](crate::error::Error::status); the work is the coordinator's.
 
 mod layout;
+mod list;
 pub mod params;
 mod response;
 
@@ -152,7 +153,11 @@ async fn route(state: &NodeState, req: Request<Bytes>) -> (&'static str, Result<
     let path = req.uri().path().to_owned();
     if let Some(rest) = path.strip_prefix("/v1/kv/") {
         let Some((bucket, key)) = rest.split_once('/') else {
-            return ("invalid", Err(Error::bad("invalid_key", "the path is /v1/kv/{bucket}/{key}")));
+            // `/v1/kv/{bucket}`: the bucket's keys.
+            return match *req.method() {
+                Method::GET => ("list", list::handle(state, rest, req.uri().query()).await),
+                _ => ("invalid", Err(Error::MethodNotAllowed)),
+            };
         };
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         return match *req.method() {

@@ -15,6 +15,7 @@ use quorumkv_storage::{Content, Object, VersionVector};
 use crate::error::WireError;
 use crate::key::Key;
 use crate::layout::{ClusterParams, Layout, MemberInfo};
+use crate::listing::{ListFrom, ListedPart};
 
 /// Bumped on any incompatible change to the messages below.
 pub const PROTOCOL_VERSION: u8 = 4;
@@ -152,6 +153,9 @@ pub enum Request {
     ReapCheck { partition: u32, entries: Vec<KeyHash> },
     /// Tombstone reaping: remove these keys if they still hold exactly these versions.
     Reap { partition: u32, entries: Vec<KeyHash> },
+    /// Key listing: up to `limit` keys of `bucket` starting with `prefix` from each of
+    /// `parts` (see [`crate::listing`]), answered by `Response::Listed` in the same order.
+    ListKeys { bucket: Bytes, prefix: Bytes, parts: Vec<ListFrom>, limit: u32 },
     /// A client write forwarded to a replica of its key, which coordinates it.
     Coordinate {
         key: Key,
@@ -209,6 +213,8 @@ pub enum Response {
     },
     /// A forwarded write succeeded: the object as the coordinator left it.
     Written(Object),
+    /// The chunks of a `ListKeys`, one per partition asked, in its order.
+    Listed(Vec<ListedPart>),
     /// The request was understood but failed (a quorum, a storage fault, bad input).
     Failed(WireError),
 }
@@ -301,7 +307,17 @@ mod tests {
                 leaves: vec![1, 2],
                 entries: vec![KeyHash { key, hash: 9 }],
             }),
-            encode(&Response::Replica(ReplicaAnswer::Object(Some(o)))),
+            encode(&Response::Replica(ReplicaAnswer::Object(Some(o.clone())))),
+            encode(&Request::ListKeys {
+                bucket: Bytes::from_static(b"bucket"),
+                prefix: Bytes::from_static(b"k"),
+                parts: vec![ListFrom { partition: 3, after: Some(Bytes::from_static(b"key")) }],
+                limit: 100,
+            }),
+            encode(&Response::Listed(vec![ListedPart::Keys {
+                keys: vec![crate::listing::ListedKey { key: Bytes::from_static(b"key"), shape: o.shape() }],
+                more: true,
+            }])),
         ]
     }
 
@@ -320,7 +336,7 @@ mod tests {
         /// client's do (and objects in canonical form: the storage crate checks those).
         #[test]
         fn mutated_messages_are_refused_or_valid(
-            which in 0usize..5,
+            which in 0usize..7,
             edits in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()), 1..4),
         ) {
             let mut bytes = samples().swap_remove(which);
