@@ -13,11 +13,14 @@
 //! replicas (the coordinator included) acknowledged, `dw` of them after an fsync. Every
 //! copy that no replica or fallback took is kept here as a hint for its primary, so a
 //! node that was away catches up from hints long before anti-entropy would reach it.
+//! Each write is timed from its answer to the last primary's acknowledgement, and each
+//! read counted with whether it found a primary stale (see [`crate::lag`]).
 //!
 //! The sending and counting is [`crate::replica`]'s; this module decides whom to ask and
 //! what the answers mean.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use quorumkv_ring::{NodeId, Ring};
@@ -155,6 +158,8 @@ impl Coordinator {
             let primaries = ring.primaries(key.partition()).to_vec();
             let repair = read_repair(self.replicas.clone(), self.metrics.clone(), key, primaries, reads);
             self.background.spawn(repair);
+        } else {
+            self.metrics.lag.read(false);
         }
         if let Some(((required, succeeded), failures)) = failed {
             return Err(self.quorum_failed("get", required, succeeded, failures));
@@ -221,24 +226,32 @@ impl Coordinator {
         self.check_siblings(&key, &object);
 
         let shared = SharedObject::new(object);
+        let spread = Spread::new(self.metrics.clone());
         let me_acked = (self.identity.node_id.clone(), durable);
-        // While the partition moves, the previous layout's replicas take the write first
-        // and `w` of them must acknowledge it; then `w` of the new ones (those in both
-        // count once), so reads from either replica set see it.
-        let mut acked = vec![me_acked];
-        if self.cluster().is_moving(key.partition())
-            && let Some(old) = self.cluster().previous_ring()
-        {
-            acked = self.copy_to(&old, &key, &shared, opts, &acked, deadline).await?;
+        let copied: Result<_, Error> = async {
+            // While the partition moves, the previous layout's replicas take the write
+            // first and `w` of them must acknowledge it; then `w` of the new ones (those in
+            // both count once), so reads from either replica set see it.
+            let mut acked = vec![me_acked];
+            if self.cluster().is_moving(key.partition())
+                && let Some(old) = self.cluster().previous_ring()
+            {
+                acked = self.copy_to(&old, &key, &shared, opts, &acked, deadline, &spread).await?;
+            }
+            let ring = self.cluster().ring()?;
+            self.copy_to(&ring, &key, &shared, opts, &acked, deadline, &spread).await
         }
-        let ring = self.cluster().ring()?;
-        self.copy_to(&ring, &key, &shared, opts, &acked, deadline).await?;
+        .await;
+        spread.answered(copied.is_ok());
+        copied?;
         Ok(shared.object().clone())
     }
 
     /// Sends a stamped write to the replicas of its key under `ring` that have not
     /// acknowledged it yet (`acked`, by owner), waiting for `w` acknowledgements among
     /// them, `dw` durable. Returns every owner that acknowledged, those of `acked` too.
+    /// `spread` learns when and whether the copies reached their primaries.
+    #[allow(clippy::too_many_arguments)]
     async fn copy_to(
         &self,
         ring: &Ring,
@@ -247,6 +260,7 @@ impl Coordinator {
         opts: WriteOptions,
         acked: &[(NodeId, bool)],
         deadline: Instant,
+        spread: &Arc<Spread>,
     ) -> Result<Vec<(NodeId, bool)>, Error> {
         let n = ring.replicas();
         let pref = ring.preference_list(key.partition());
@@ -281,12 +295,16 @@ impl Coordinator {
                 key: key.clone(),
                 object: shared.clone(),
             });
+            let spread = spread.later();
             self.background.spawn(async move {
                 let copies = copies.finish().await;
+                spread.settled(landed(&copies, &others));
                 if let Some(hints) = hints {
                     hints.keep(copies.missed).await;
                 }
             });
+        } else if !landed(&copies, &others) {
+            spread.missed();
         }
         if let Some(((required, succeeded), failures)) = failed {
             return Err(self.quorum_failed("put", required, succeeded, failures));
@@ -379,6 +397,88 @@ impl Coordinator {
     }
 }
 
+/// Whether every one of `owners` acknowledged its own copy (not a fallback for it).
+fn landed(copies: &Fanout, owners: &[NodeId]) -> bool {
+    owners.iter().all(|owner| copies.answers.iter().any(|(node, _)| node == owner))
+}
+
+/// When the copies of one write reached their primaries, across the one or two replica
+/// sets it is copied to (two while its partition moves). The write is recorded once
+/// ([`crate::lag::Window::write`]), when the client has been answered and every copy has
+/// settled: with its lag if every primary acknowledged its own copy, as not landed if
+/// one did not (a fallback kept it as a hint, it failed, or the quorum failed). A write
+/// whose answer or copies are cut short (the request dropped, shutdown) is not recorded.
+#[derive(Debug)]
+struct Spread {
+    metrics: Arc<Metrics>,
+    /// When the coordinator stamped its own copy, which counts as acknowledged then.
+    /// The times below are nanoseconds after it.
+    stamped: Instant,
+    answered: AtomicU64,
+    last_ack: AtomicU64,
+    landed: AtomicBool,
+    /// Parts not settled yet: the answer, and each background task finishing copies.
+    open: AtomicUsize,
+}
+
+impl Spread {
+    fn new(metrics: Arc<Metrics>) -> Arc<Spread> {
+        Arc::new(Spread {
+            metrics,
+            stamped: Instant::now(),
+            answered: AtomicU64::new(0),
+            last_ack: AtomicU64::new(0),
+            landed: AtomicBool::new(true),
+            open: AtomicUsize::new(1),
+        })
+    }
+
+    fn elapsed_nanos(&self) -> u64 {
+        u64::try_from(self.stamped.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// A part that settles later: copies finishing in the background.
+    fn later(self: &Arc<Spread>) -> Arc<Spread> {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        self.clone()
+    }
+
+    /// Some primary did not take its own copy.
+    fn missed(&self) {
+        self.landed.store(false, Ordering::Relaxed);
+    }
+
+    /// A later part's copies have all settled, now; `landed`: each on its primary.
+    fn settled(&self, landed: bool) {
+        if landed {
+            self.last_ack.fetch_max(self.elapsed_nanos(), Ordering::Relaxed);
+        } else {
+            self.missed();
+        }
+        self.close();
+    }
+
+    /// The client is answered now; `ok`: the write met its quorum.
+    fn answered(&self, ok: bool) {
+        self.answered.store(self.elapsed_nanos(), Ordering::Relaxed);
+        if !ok {
+            self.missed();
+        }
+        self.close();
+    }
+
+    fn close(&self) {
+        // The last part to settle sees every other part's stores (AcqRel on `open`).
+        if self.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let lag = self.landed.load(Ordering::Relaxed).then(|| {
+                let after = self.last_ack.load(Ordering::Relaxed);
+                Duration::from_nanos(after.saturating_sub(self.answered.load(Ordering::Relaxed)))
+            });
+            self.metrics.lag.write(lag);
+        }
+    }
+}
+
 /// Keeps the copies of one write that no replica took as local hints for their owners.
 struct Hinter {
     local: LocalStore,
@@ -420,7 +520,10 @@ async fn read_repair(
     reads: Fanout,
 ) {
     let reads = reads.finish().await;
-    let Some(merged) = reads.merged() else { return };
+    let Some(merged) = reads.merged() else {
+        metrics.lag.read(false);
+        return;
+    };
     let merged = SharedObject::new(merged);
     let deadline = Instant::now() + Duration::from_secs(5);
     // Fallbacks hold hints, not data: only primaries are repaired.
@@ -429,6 +532,7 @@ async fn read_repair(
         .filter(|(n, o)| primaries.contains(n) && *o != Some(merged.object()))
         .map(|(n, _)| n.clone())
         .collect();
+    metrics.lag.read(!stale.is_empty());
     for node in stale {
         let call = merge_call(key.clone(), merged.clone(), false);
         match replicas.call(node.clone(), call, deadline).await {

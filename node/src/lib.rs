@@ -30,6 +30,7 @@
 //! - [`local`]: the storage boundary: the only way into the store.
 //! - [`peer`]: the wire format, the transport seam and the peer client.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`lag`]: the recent replication lag and read staleness `/v1/status` reports.
 //! - [`server`]: the HTTP/1.1 listener with graceful drain.
 //! - [`throttle`]: at most one line per interval for log lines others can provoke.
 //! - [`node`]: start-up and shutdown.
@@ -43,6 +44,7 @@ pub mod detector;
 pub mod error;
 pub mod handoff;
 pub mod key;
+pub mod lag;
 pub mod layout;
 pub mod listing;
 pub mod local;

@@ -1,5 +1,6 @@
 //! Prometheus metrics, named `quorumkv_<thing>_<unit>`, served at `GET /metrics`.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -10,6 +11,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use quorumkv_storage::StoreStats;
+
+use crate::lag::{self, Export, Figure};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -52,6 +55,9 @@ pub struct Metrics {
     pub request_seconds: Family<RequestLabels, Histogram, fn() -> Histogram>,
     pub quorum_failures: Family<OpLabels, Counter>,
     pub read_repairs: Counter,
+    /// Replication lag and read staleness: the last minute for `/v1/status`, and the
+    /// totals since start, which four metrics export.
+    pub lag: Arc<lag::Window>,
     pub sibling_warnings: Counter,
     pub peer_errors: Family<PeerLabels, Counter>,
     pub forwarded: Counter,
@@ -118,6 +124,27 @@ impl Metrics {
             "Replicas repaired after a read found them stale",
             read_repairs.clone(),
         );
+        let lag = Arc::new(lag::Window::new());
+        for (name, help, figure) in [
+            (
+                "replication_lag_seconds",
+                "Writes coordinated here whose copies all reached their primaries, by the time from the answer to the client until the last primary acknowledged (0: before the answer)",
+                Figure::Lag,
+            ),
+            (
+                "writes_not_landed",
+                "Writes coordinated here some primary of which never acknowledged its copy (kept as a hint, or failed)",
+                Figure::NotLanded,
+            ),
+            ("quorum_reads", "Quorum reads coordinated here", Figure::QuorumReads),
+            (
+                "stale_reads",
+                "Quorum reads coordinated here that found a primary stale or missing the key (and repaired it)",
+                Figure::StaleReads,
+            ),
+        ] {
+            registry.register(name, help, Export::new(lag.clone(), figure));
+        }
         let sibling_warnings = Counter::default();
         registry.register(
             "sibling_warnings",
@@ -242,6 +269,7 @@ impl Metrics {
             request_seconds,
             quorum_failures,
             read_repairs,
+            lag,
             sibling_warnings,
             peer_errors,
             forwarded,

@@ -82,6 +82,8 @@ impl NodeState {
                 "approximate_objects": figures.approximate_objects,
                 "corrupt_records": local.stats().corrupt_records.load(Ordering::Relaxed),
             },
+            "replication": self.metrics.lag.replication_json(),
+            "reads": self.metrics.lag.reads_json(),
         })
     }
 

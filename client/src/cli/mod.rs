@@ -17,7 +17,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{Value as Json, json};
 
 use crate::ring::Ring;
-use crate::status::NodeStatus;
+use crate::status::{NodeStatus, Reads, Replication};
 use crate::{Change, Client, Context, Error, Object, Options, Quorum, Value};
 use table::Table;
 
@@ -716,7 +716,81 @@ async fn status(client: &Client, json: bool) -> Result<Vec<u8>, CliError> {
     if json {
         return Ok(pretty(&status.raw));
     }
-    Ok(human_status(&status).into_bytes())
+    // Each member measures the writes and reads it coordinated: ask the others too, so
+    // the answer covers the cluster. One that does not answer is shown as such.
+    let others = status.members.iter().filter(|m| m.node_id != status.node_id && m.state.as_str() == "up");
+    let asked = others
+        .filter_map(|m| Some((m.node_id.clone(), m.api_addr.clone()?)))
+        .map(|(id, addr)| async move { (id, client.node_status(&addr).await.ok()) });
+    let mut views: Vec<(String, Option<NodeStatus>)> = futures_util::future::join_all(asked).await;
+    views.push((status.node_id.clone(), Some(status.clone())));
+    Ok(human_status(&status, &views).into_bytes())
+}
+
+/// The replication and read figures of every member that answered, a row each, and the
+/// cluster's: writes and not-landed summed, shares weighted by writes, the worst p99.
+fn replication_table(views: &[(String, Option<NodeStatus>)]) -> String {
+    let mut t = Table::new([
+        "member (last 60 s)",
+        "writes",
+        "within 10 ms",
+        "100 ms",
+        "1 s",
+        "lag p99",
+        "not landed",
+        "reads stale",
+    ]);
+    let share = |s: Option<f64>| s.map_or_else(|| "-".into(), table::percent);
+    let (mut writes, mut landed10, mut landed100, mut landed1s, mut missed, mut reads, mut stale) =
+        (0u64, 0.0, 0.0, 0.0, 0u64, 0u64, 0u64);
+    let mut worst: Option<f64> = None;
+    let mut sorted: Vec<&(String, Option<NodeStatus>)> = views.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    for (id, view) in sorted {
+        let Some(s) = view else {
+            t.row(vec![id.clone(), "no answer".into()]);
+            continue;
+        };
+        let (Some(r), Some(rd)) = (&s.replication, &s.reads) else {
+            t.row(vec![id.clone(), "not reported".into()]);
+            continue;
+        };
+        let w = &r.recent;
+        writes += w.writes;
+        let weigh = |s: Option<f64>| s.unwrap_or(0.0) * w.writes as f64;
+        landed10 += weigh(w.within_10ms);
+        landed100 += weigh(w.within_100ms);
+        landed1s += weigh(w.within_1s);
+        missed += w.not_landed;
+        reads += rd.recent.quorum_reads;
+        stale += rd.recent.found_stale;
+        let p99 = r.lag_ms.map(|l| l.p99);
+        if let Some(p) = p99 {
+            worst = Some(worst.map_or(p, |m: f64| m.max(p)));
+        }
+        t.row(vec![
+            id.clone(),
+            table::count(w.writes),
+            share(w.within_10ms),
+            share(w.within_100ms),
+            share(w.within_1s),
+            p99.map_or_else(|| "-".into(), table::millis),
+            table::count(w.not_landed),
+            share(rd.recent.repair_ratio),
+        ]);
+    }
+    let of = |n: f64| (writes > 0).then(|| n / writes as f64);
+    t.row(vec![
+        "cluster".into(),
+        table::count(writes),
+        share(of(landed10)),
+        share(of(landed100)),
+        share(of(landed1s)),
+        worst.map_or_else(|| "-".into(), table::millis),
+        table::count(missed),
+        share((reads > 0).then(|| stale as f64 / reads as f64)),
+    ]);
+    t.render()
 }
 
 /// A JSON value on one line, strings without quotes.
@@ -766,7 +840,57 @@ fn worker_rows(workers: &Json) -> Vec<(String, String)> {
     rows
 }
 
-fn human_status(s: &NodeStatus) -> String {
+/// How far behind the replicas of the writes the node coordinated are, in one line.
+fn replication_line(r: &Replication) -> String {
+    let w = &r.recent;
+    let window = format!("last {} s", r.window_seconds);
+    if w.writes == 0 {
+        let total = &r.since_start;
+        return match total.within_1s {
+            Some(share) => format!(
+                "{window}: no writes coordinated here (since start: {} writes, all copies within 1 s {}, {} not landed)",
+                table::count(total.writes),
+                table::percent(share),
+                table::count(total.not_landed)
+            ),
+            None => format!("{window}: no writes coordinated here"),
+        };
+    }
+    let share = |s: Option<f64>| s.map_or_else(|| "-".into(), table::percent);
+    let mut line = format!(
+        "{window}, {} writes: all copies within 10 ms {}, 100 ms {}, 1 s {}",
+        table::count(w.writes),
+        share(w.within_10ms),
+        share(w.within_100ms),
+        share(w.within_1s)
+    );
+    if let Some(lag) = &r.lag_ms {
+        line.push_str(&format!(
+            "; lag p50 {}, p99 {}, max {}",
+            table::millis(lag.p50),
+            table::millis(lag.p99),
+            table::millis(lag.max)
+        ));
+    }
+    line.push_str(&format!("; {} not landed", table::count(w.not_landed)));
+    line
+}
+
+/// How often the node's quorum reads found a replica to repair, in one line.
+fn reads_line(r: &Reads) -> String {
+    let window = format!("last {} s", r.window_seconds);
+    match r.recent.repair_ratio {
+        Some(ratio) => format!(
+            "{window}: {} found a stale or missing replica ({} of {})",
+            table::percent(ratio),
+            table::count(r.recent.found_stale),
+            table::count(r.recent.quorum_reads)
+        ),
+        None => format!("{window}: no quorum reads coordinated here"),
+    }
+}
+
+fn human_status(s: &NodeStatus, views: &[(String, Option<NodeStatus>)]) -> String {
     let mut rows: Vec<(String, String)> = Vec::new();
     let node = match s.incarnation {
         Some(i) => format!("{} (incarnation {i})", s.node_id),
@@ -788,7 +912,9 @@ fn human_status(s: &NodeStatus) -> String {
         rows.push(("partitions".into(), q.to_string()));
     }
     // Whatever else the node reports, in its own words.
-    const SHOWN: [&str; 12] = [
+    const SHOWN: [&str; 14] = [
+        "replication",
+        "reads",
         "workers",
         "warnings",
         "node_id",
@@ -814,6 +940,12 @@ fn human_status(s: &NodeStatus) -> String {
         }
         rows.push(("storage".into(), parts.join(" · ")));
     }
+    if let Some(r) = &s.replication {
+        rows.push(("replication".into(), replication_line(r)));
+    }
+    if let Some(r) = &s.reads {
+        rows.push(("reads".into(), reads_line(r)));
+    }
     if let Some(map) = s.raw.as_object() {
         for (k, v) in map.iter().filter(|(k, _)| !SHOWN.contains(&k.as_str())) {
             rows.push((k.replace('_', " "), flat(v)));
@@ -836,6 +968,10 @@ fn human_status(s: &NodeStatus) -> String {
         }
         out.push('\n');
         out.push_str(&t.render());
+    }
+    if views.len() > 1 {
+        out.push('\n');
+        out.push_str(&replication_table(views));
     }
     out
 }
@@ -937,5 +1073,95 @@ mod tests {
         assert!(text.contains("a       up     h:1  1           1         1"), "{text}");
         assert!(text.contains("b       down   h:2  2           1         0"), "{text}");
         assert!(text.contains("1          b, c      a"), "{text}");
+    }
+
+    /// A status as the node answers it, typed the way `Client::status` types it.
+    fn status_from(raw: Json) -> NodeStatus {
+        let mut s: NodeStatus = serde_json::from_value(raw.clone()).unwrap();
+        s.raw = raw;
+        s
+    }
+
+    #[test]
+    fn status_says_how_far_behind_the_replicas_are() {
+        let s = status_from(json!({
+            "node_id": "a",
+            "replication": {
+                "window_seconds": 60, "writes": 12345, "not_landed": 3,
+                "within_10ms": 0.9923, "within_100ms": 0.9991, "within_1s": 0.9998,
+                "lag_ms": {"p50": 0.25, "p90": 1.0, "p99": 2.5, "max": 812.3},
+                "since_start": {"writes": 20000, "within_10ms": 0.99, "within_100ms": 0.999,
+                                "within_1s": 0.9999, "not_landed": 3}
+            },
+            "reads": {
+                "window_seconds": 60, "quorum_reads": 4000, "found_stale": 12, "repair_ratio": 0.003,
+                "since_start": {"quorum_reads": 9000, "found_stale": 12, "repair_ratio": 0.0013}
+            }
+        }));
+        let text = human_status(&s, &[]);
+        assert!(
+            text.contains(
+                "replication  last 60 s, 12,345 writes: all copies within 10 ms 99.2%, 100 ms 99.9%, \
+                 1 s 99.9%; lag p50 0.25 ms, p99 2.5 ms, max 812 ms; 3 not landed\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("reads        last 60 s: 0.3% found a stale or missing replica (12 of 4,000)\n"),
+            "{text}"
+        );
+        assert!(!text.contains("since start"), "the JSON is not dumped as well: {text}");
+    }
+
+    #[test]
+    fn status_without_writes_or_reads_says_so() {
+        let s = status_from(json!({
+            "node_id": "a",
+            "replication": {
+                "window_seconds": 60, "writes": 0, "not_landed": 0, "lag_ms": null,
+                "within_10ms": null, "within_100ms": null, "within_1s": null,
+                "since_start": {"writes": 10, "within_10ms": 1.0, "within_100ms": 1.0,
+                                "within_1s": 1.0, "not_landed": 0}
+            },
+            "reads": {"window_seconds": 60, "quorum_reads": 0, "found_stale": 0, "repair_ratio": null,
+                      "since_start": {"quorum_reads": 0, "found_stale": 0, "repair_ratio": null}}
+        }));
+        let text = human_status(&s, &[]);
+        assert!(
+            text.contains(
+                "last 60 s: no writes coordinated here (since start: 10 writes, all copies within 1 s 100%, 0 not landed)"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("last 60 s: no quorum reads coordinated here"), "{text}");
+        // A node that does not report them: no line.
+        let old = human_status(&status_from(json!({"node_id": "a"})), &[]);
+        assert!(!old.contains("replication"), "{old}");
+    }
+
+    #[test]
+    fn status_sums_every_members_figures_into_the_clusters() {
+        let node = |writes: u64, within: f64, p99: f64, reads: u64, stale: u64| {
+            Some(status_from(json!({
+                "node_id": "x",
+                "replication": {"window_seconds": 60, "writes": writes, "not_landed": 1,
+                    "within_10ms": within, "within_100ms": 1.0, "within_1s": 1.0,
+                    "lag_ms": {"p50": 0.1, "p90": 0.5, "p99": p99, "max": p99}},
+                "reads": {"window_seconds": 60, "quorum_reads": reads, "found_stale": stale,
+                    "repair_ratio": stale as f64 / reads as f64}
+            })))
+        };
+        let views = vec![
+            ("node-2".to_string(), node(300, 0.5, 25.0, 100, 10)),
+            ("node-1".to_string(), node(100, 1.0, 2.5, 300, 0)),
+            ("node-3".to_string(), None),
+        ];
+        let text = replication_table(&views);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].starts_with("node-1") && lines[2].starts_with("node-2"), "{text}");
+        assert!(lines[3].starts_with("node-3") && lines[3].contains("no answer"), "{text}");
+        // 100% of 100 and 50% of 300: 62.5% of 400; the worst p99; 10 of 400 reads stale.
+        let cluster: Vec<&str> = lines[4].split_whitespace().collect();
+        assert_eq!(cluster, ["cluster", "400", "62.5%", "100%", "100%", "25", "ms", "2", "2.5%"], "{text}");
     }
 }

@@ -80,6 +80,43 @@ pub fn duration(d: Duration) -> String {
     }
 }
 
+/// 12345 → "12,345".
+pub fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
+}
+
+/// A share from 0 to 1 as a percentage: 0.9923 → "99.2%". Rounded down, so that only
+/// all of them reads "100%".
+pub fn percent(share: f64) -> String {
+    match share {
+        s if s >= 1.0 => "100%".into(),
+        s if s <= 0.0 => "0%".into(),
+        s => format!("{:.1}%", (s * 1000.0).floor() / 10.0),
+    }
+}
+
+/// Milliseconds for people: "0 ms", "0.25 ms", "3.1 ms", "42 ms", "2.5 s".
+pub fn millis(ms: f64) -> String {
+    let short = |v: f64, places: usize| {
+        let s = format!("{v:.places$}");
+        if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
+    };
+    match ms {
+        m if m >= 1000.0 => format!("{} s", short(m / 1000.0, 1)),
+        m if m >= 10.0 => format!("{} ms", short(m, 0)),
+        m if m >= 1.0 => format!("{} ms", short(m, 1)),
+        m => format!("{} ms", short(m, 2)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +136,21 @@ mod tests {
         assert_eq!(duration(Duration::from_secs(3725)), "1h 2m 5s");
         assert_eq!(duration(Duration::from_secs(59)), "59s");
         assert_eq!(duration(Duration::from_secs(90_000)), "1d 1h 0m");
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(12_345), "12,345");
+        assert_eq!(count(1_234_567), "1,234,567");
+        assert_eq!(percent(0.9923), "99.2%");
+        assert_eq!(percent(0.99999), "99.9%", "only all of them is 100%");
+        assert_eq!(percent(1.0), "100%");
+        assert_eq!(percent(0.0), "0%");
+        assert_eq!(millis(0.0), "0 ms");
+        assert_eq!(millis(0.25), "0.25 ms");
+        assert_eq!(millis(0.1), "0.1 ms");
+        assert_eq!(millis(3.12), "3.1 ms");
+        assert_eq!(millis(1.0), "1 ms");
+        assert_eq!(millis(42.4), "42 ms");
+        assert_eq!(millis(2500.0), "2.5 s");
+        assert_eq!(millis(10_000.0), "10 s");
     }
 }
