@@ -62,6 +62,10 @@ struct PartitionProgress {
     keys_repaired: u64,
     bytes: u64,
     in_sync: bool,
+    /// The other replicas that were up and tried at the last exchange.
+    peers: u32,
+    /// Of those, the ones whose root equalled ours before the exchange.
+    roots_agreed: u32,
 }
 
 #[derive(Debug, Default)]
@@ -76,11 +80,20 @@ struct State {
     last_rebuild: Option<Instant>,
     last_rebuild_unix_ms: u64,
     last_error: Option<String>,
+    /// When `last_error` happened (milliseconds since the epoch), so an old one reads as old.
+    last_error_unix_ms: Option<u64>,
     /// The roots of this node's trees as of the last exchange or rebuild.
     roots: BTreeMap<u32, u64>,
     building: bool,
     /// The layout version whose partitions to sync were last queued.
     synced_version: u64,
+}
+
+impl State {
+    fn failed(&mut self, why: String) {
+        self.last_error = Some(why);
+        self.last_error_unix_ms = Some(unix_ms());
+    }
 }
 
 pub struct AntiEntropy {
@@ -204,20 +217,23 @@ impl AntiEntropy {
         let mut repaired = 0u64;
         let mut bytes = 0u64;
         let mut in_sync = true;
+        let (mut tried, mut agreed) = (0u32, 0u32);
         // One peer failing (unreachable before the detector says so) does not stop the
         // exchanges with the others, nor the worker: it is recorded, and this partition
         // is not reaped (nor counted as synced) this time.
         let mut all_exchanged = true;
         for peer in peers.iter().chain(old_peers.iter()).filter(|p| self.cluster.is_up(p)) {
+            tried += 1;
             match self.exchange(partition, peer).await {
                 Ok(outcome) => {
                     repaired += outcome.repaired;
                     bytes += outcome.bytes;
                     in_sync &= outcome.in_sync_before;
+                    agreed += u32::from(outcome.in_sync_before);
                 }
                 Err(e) => {
                     tracing::debug!(partition, peer = %peer, error = %e, "exchange failed");
-                    self.state().last_error = Some(format!("partition {partition} with {peer}: {e}"));
+                    self.state().failed(format!("partition {partition} with {peer}: {e}"));
                     all_exchanged &= !peers.contains(peer);
                     in_sync = false;
                 }
@@ -249,6 +265,8 @@ impl AntiEntropy {
         p.keys_repaired += repaired;
         p.bytes += bytes;
         p.in_sync = in_sync && repaired == 0;
+        p.peers = tried;
+        p.roots_agreed = agreed;
         Ok(())
     }
 
@@ -500,6 +518,8 @@ impl Worker for AntiEntropy {
                         "keys_repaired": g.keys_repaired,
                         "bytes": g.bytes,
                         "in_sync": g.in_sync,
+                        "peers": g.peers,
+                        "roots_agreed": g.roots_agreed,
                         "root": roots.get(p),
                     }),
                 )
@@ -513,6 +533,7 @@ impl Worker for AntiEntropy {
             "tombstones_reaped": self.reaped.load(Ordering::Relaxed),
             "partitions": partitions,
             "last_error": st.last_error,
+            "last_error_unix_ms": st.last_error_unix_ms,
         })
     }
 
@@ -546,7 +567,7 @@ impl Worker for AntiEntropy {
             return Ok(WorkState::Idle);
         };
         if let Err(e) = self.sync_partition(partition).await {
-            self.state().last_error = Some(e.to_string());
+            self.state().failed(e.to_string());
             return Err(e);
         }
         let more = !self.state().requested.is_empty();

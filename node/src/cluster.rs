@@ -413,6 +413,10 @@ impl Cluster {
             }
         }
         let version = layout.version();
+        // What peers said before this version is stale; forgetting it changes nothing for
+        // gossip (an unknown version and an older one both get the layout sent), and a
+        // peer's next word says where it is now.
+        self.peer_versions.lock().unwrap_or_else(PoisonError::into_inner).retain(|_, v| *v >= version);
         self.metrics.partitions_moving.set(moving.len() as i64);
         self.metrics
             .partitions_syncing
@@ -875,7 +879,12 @@ impl Cluster {
     /// This node (while it is a member, or has no layout yet) and the layout's other
     /// members, sorted by id.
     pub fn members_json(&self) -> Vec<Value> {
+        let versions = self.peer_versions.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let mine = self.layout().map(|l| l.version());
         let entry = |info: &MemberInfo, state: MemberState, since: SystemTime| {
+            // The layout version it last said it holds (ours for this node; null before it said).
+            let layout_version =
+                if info.node_id == self.me.node_id { mine } else { versions.get(&info.peer_addr).copied() };
             json!({
                 "node_id": info.node_id,
                 "state": state.as_str(),
@@ -885,6 +894,7 @@ impl Cluster {
                 "incarnation": info.incarnation,
                 "capacity": info.capacity,
                 "zone": info.zone,
+                "layout_version": layout_version,
             })
         };
         let me_listed = self.layout().is_none_or(|l| l.is_member(&self.me.node_id));

@@ -57,6 +57,45 @@ impl NodeState {
                 members.len()
             ));
         }
+        let up = members.iter().filter(|m| m["state"] == "up").count();
+        if members.len() >= n && up < n {
+            warnings.push(format!(
+                "only {up} of {} members are up, fewer than N={n}: requests needing more than {up} replicas fail",
+                members.len()
+            ));
+        }
+        let down: Vec<&str> =
+            members.iter().filter(|m| m["state"] == "down").filter_map(|m| m["node_id"].as_str()).collect();
+        if !down.is_empty() {
+            warnings.push(format!(
+                "down as this node sees it: {}; their replicas miss writes until hints or anti-entropy catch them up",
+                down.join(", ")
+            ));
+        }
+        let mine = cluster.layout().map(|l| l.version());
+        let behind: Vec<String> = members
+            .iter()
+            .filter(|m| m["state"] == "up")
+            .filter_map(|m| Some((m["node_id"].as_str()?, m["layout_version"].as_u64()?)))
+            .filter(|(_, v)| Some(*v) != mine)
+            .map(|(id, v)| format!("{id} has {v}"))
+            .collect();
+        if !behind.is_empty() {
+            warnings.push(format!(
+                "members disagree on the layout version (this node has {}): {}; gossip settles this within seconds, unless a layout conflict holds it",
+                mine.unwrap_or(0),
+                behind.join(", ")
+            ));
+        }
+        if let Some(conflict) = cluster.layout_json()["conflict"].as_str() {
+            warnings.push(format!("layout conflict: {conflict}"));
+        }
+        let corrupt = local.stats().corrupt_records.load(Ordering::Relaxed);
+        if corrupt > 0 {
+            warnings.push(format!(
+                "{corrupt} stored record(s) failed their checksum: they read as missing and are repaired from other replicas; check this node's disk"
+            ));
+        }
         let me = cluster.my_id();
         json!({
             "node_id": id.node_id,

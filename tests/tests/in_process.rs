@@ -1263,3 +1263,42 @@ async fn two_layouts_of_one_version_are_a_conflict_that_is_reported_not_mixed() 
     .await;
     c.stop_all().await;
 }
+
+/// A member that says it holds another layout version is named in node-1's warnings
+/// until its next word agrees (here at once: node-1 asks it for the newer layout, and its
+/// answer carries the version it really holds).
+#[tokio::test]
+async fn status_warns_while_members_disagree_on_the_layout_version() {
+    let mut c = InProcess::start(3, 3, |_| {}).await;
+    let warnings = |c: &InProcess| {
+        let node = c.node(0).clone();
+        async move { node.status_json().await["warnings"].to_string() }
+    };
+    eventually("node-1 hears every member's version", Duration::from_secs(10), || async {
+        let status = c.node(0).status_json().await;
+        let versions: Vec<_> =
+            status["members"].as_array()?.iter().map(|m| m["layout_version"].as_u64()).collect();
+        (versions == [Some(1), Some(1), Some(1)]).then_some(())
+    })
+    .await;
+    let before = warnings(&c).await;
+    assert!(!before.contains("disagree"), "{before}");
+    // node-2's greeting, claiming a version it does not hold.
+    let node2 = &c.node(1).cluster;
+    let claim = wire::Greeting {
+        from: node2.me().clone(),
+        params: node2.params(),
+        version: 7,
+        digest: 1,
+        layout: None,
+        synced: 1,
+    };
+    assert!(matches!(send_raw(&c, wire::encode(&Request::Hello(claim))).await, Response::Hello(_)));
+    let said = warnings(&c).await;
+    assert!(said.contains("disagree") && said.contains("node-2 has 7"), "{said}");
+    eventually("node-2's next word settles it", Duration::from_secs(10), || async {
+        (!warnings(&c).await.contains("disagree")).then_some(())
+    })
+    .await;
+    c.stop_all().await;
+}

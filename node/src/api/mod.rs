@@ -3,6 +3,7 @@
 //! Parsing and validation happen here; statuses are decided only by
 //! [`Error::status`](crate::error::Error::status); the work is the coordinator's.
 
+mod console;
 mod layout;
 mod list;
 pub mod params;
@@ -66,14 +67,17 @@ pub async fn handle(
 
 /// Lets a request in: its bearer token checked, its body read, a slot among
 /// `max_requests_in_flight` taken (held until the permit is dropped). `/v1/health` needs
-/// neither token nor slot, so a load balancer always gets an answer. A refusal comes with
-/// the operation to count it under.
+/// neither token nor slot, so a load balancer always gets an answer; the console's page
+/// needs no token (its data calls do). A refusal comes with the operation to count it
+/// under.
 async fn admit(
     state: &NodeState,
     req: Request<Incoming>,
 ) -> Result<(Request<Bytes>, Option<SemaphorePermit<'_>>), (&'static str, Error)> {
     let health = req.uri().path() == "/v1/health";
-    if !health {
+    // The page holds no data, and a browser navigating to it cannot send a token.
+    let console_page = req.method() == Method::GET && console::is_page(req.uri().path());
+    if !health && !console_page {
         authorize(state, &req).map_err(|e| ("refused", e))?;
     }
     let req = collect(state, req).await.map_err(|e| ("body", e))?;
@@ -187,6 +191,8 @@ async fn route(state: &NodeState, req: Request<Bytes>) -> (&'static str, Result<
             ("ring", state.ring_json().map(|ring| response::json(StatusCode::OK, &ring)))
         }
         (&Method::GET, "/metrics") => ("metrics", Ok(metrics(state).await)),
+        (&Method::GET, "/" | "/console") => ("console", Ok(console::page(&req))),
+        (_, "/" | "/console") => ("invalid", Err(Error::MethodNotAllowed)),
         (&Method::POST, "/v1/admin/anti-entropy") => {
             ("admin", trigger_anti_entropy(state, req.uri().query()))
         }
