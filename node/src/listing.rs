@@ -315,7 +315,9 @@ pub async fn page(state: &NodeState, req: &ListRequest) -> Result<Page, Error> {
             Stream { partition: p, targets, buffered: VecDeque::new(), known_to: None, done: false }
         })
         .collect();
-    let chunk = (2 * req.limit / streams.len().max(1) + 2).clamp(16, MAX_CHUNK);
+    // About twice a partition's share of the page: a short page (a scan of a few dozen
+    // keys) reads a few keys per partition, not a fixed minimum of each.
+    let chunk = (2 * req.limit / streams.len().max(1) + 2).min(MAX_CHUNK);
     let budget = req.limit * CONSIDER_PER_KEY;
     let mut keys = Vec::new();
     let mut last: Option<Bytes> = None;
