@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use quorumkv_client::Quorum;
 
 use crate::distribution::Distribution;
-use crate::workload::{Mix, Op, ValueSize};
+use crate::workload::{DEFAULT_MAX_SCAN_LENGTH, Mix, Op, ValueSize};
 
 /// Load generator for quorumkv's HTTP API. Send load to loopback or to machines you own,
 /// and quote medians of several runs: one run on a shared machine is an anecdote.
@@ -27,7 +27,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Drive a workload against one or more nodes and report ops/s, errors and latency.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Serve a fixed body to every request: the minimal hyper server GETs are compared with.
     BaselineServer(BaselineArgs),
     /// Poll the nodes' /metrics and print chosen metrics (summed over nodes) until one of
@@ -48,6 +48,9 @@ pub enum Workload {
     C,
     /// YCSB D, read latest: 95% reads, 5% inserts, reads skewed to the newest keys.
     D,
+    /// YCSB E, short ranges: 95% scans (each lists up to `--max-scan-length` keys from
+    /// a zipfian start record), 5% inserts.
+    E,
     /// YCSB F, read-modify-write: 50% reads, 50% read-modify-writes (zipfian keys).
     F,
     /// Reads only (uniform keys).
@@ -73,6 +76,7 @@ impl Workload {
             Workload::B => "b",
             Workload::C => "c",
             Workload::D => "d",
+            Workload::E => "e",
             Workload::F => "f",
             Workload::Get => "get",
             Workload::Put => "put",
@@ -130,12 +134,13 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value = "quorumkv")]
     pub target: System,
 
-    /// The operation mix: a YCSB core workload (a, b, c, d, f) or get, put, mixed, update.
+    /// The operation mix: a YCSB core workload (a, b, c, d, e, f) or get, put, mixed, update.
     #[arg(long, value_enum, default_value = "get")]
     pub workload: Workload,
 
     /// A mix of your own instead of `--workload`: weights of read, update, insert, rmw
-    /// (read-modify-write) and put (blind write), e.g. `read=90,update=10`.
+    /// (read-modify-write), put (blind write) and scan (a listing of the keys from a
+    /// record on), e.g. `read=90,update=10`.
     #[arg(long, conflicts_with = "workload")]
     pub mix: Option<Mix>,
 
@@ -143,8 +148,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 0.5, value_parser = parse_ratio)]
     pub read_ratio: f64,
 
-    /// Which keys operations touch [default: zipfian for a, b, c, f and --mix; latest
-    /// for d; uniform for get, put, mixed, update].
+    /// Which keys operations touch, and where scans start [default: zipfian for a, b,
+    /// c, e, f and --mix; latest for d; uniform for get, put, mixed, update].
     #[arg(long, value_enum)]
     pub distribution: Option<Distribution>,
 
@@ -158,8 +163,13 @@ pub struct RunArgs {
     #[arg(long, default_value = "1024")]
     pub value_size: ValueSize,
 
+    /// The longest scan: each asks for a number of keys uniform over 1 to this (YCSB's
+    /// `maxscanlength`; a listing page holds at most 10,000).
+    #[arg(long, default_value_t = DEFAULT_MAX_SCAN_LENGTH, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub max_scan_length: u64,
+
     /// Write the records before the run (blind, at `--w`/`--dw`, all clients): `auto`
-    /// loads when the workload reads and a sample of them does not read back.
+    /// loads when the workload reads or scans and a sample of them does not read back.
     #[arg(long, value_enum, default_value = "auto")]
     pub load: Load,
 
@@ -258,6 +268,7 @@ impl RunArgs {
             Workload::B => Mix::ycsb_b(),
             Workload::C | Workload::Custom => Mix::ycsb_c(),
             Workload::D => Mix::ycsb_d(),
+            Workload::E => Mix::ycsb_e(),
             Workload::F => Mix::ycsb_f(),
             Workload::Get => only(Op::Read),
             Workload::Put => only(Op::Put),
@@ -276,7 +287,9 @@ impl RunArgs {
             return Distribution::Zipfian;
         }
         match self.workload {
-            Workload::A | Workload::B | Workload::C | Workload::F | Workload::Custom => Distribution::Zipfian,
+            Workload::A | Workload::B | Workload::C | Workload::E | Workload::F | Workload::Custom => {
+                Distribution::Zipfian
+            }
             Workload::D => Distribution::Latest,
             Workload::Get | Workload::Put | Workload::Mixed | Workload::Update => Distribution::Uniform,
         }
@@ -413,6 +426,7 @@ mod tests {
         assert_eq!(run.load_mode(), Load::Auto);
         assert_eq!(run.key_distribution(), Distribution::Uniform);
         assert_eq!(run.op_mix().to_string(), "read 100%");
+        assert_eq!(run.max_scan_length, 100, "YCSB's maxscanlength");
         assert!(!run.raw && !run.preload && !run.json && !run.progress && run.html.is_none());
     }
 
@@ -475,7 +489,7 @@ mod tests {
     fn run_args(args: &[&str]) -> RunArgs {
         let all: Vec<&str> = ["run", "--node", "a:1"].into_iter().chain(args.iter().copied()).collect();
         match parse(&all) {
-            Ok(Cli { command: Command::Run(run), .. }) => run,
+            Ok(Cli { command: Command::Run(run), .. }) => *run,
             other => panic!("{args:?} did not parse as a run: {other:?}"),
         }
     }
@@ -487,6 +501,7 @@ mod tests {
             ("b", "read 95%, update 5%", Distribution::Zipfian),
             ("c", "read 100%", Distribution::Zipfian),
             ("d", "read 95%, insert 5%", Distribution::Latest),
+            ("e", "insert 5%, scan 95%", Distribution::Zipfian),
             ("f", "read 50%, rmw 50%", Distribution::Zipfian),
             ("get", "read 100%", Distribution::Uniform),
             ("put", "put 100%", Distribution::Uniform),
@@ -501,7 +516,6 @@ mod tests {
         assert_eq!(mixed.op_mix().to_string(), "read 90%, put 10%");
         let latest_a = run_args(&["--workload", "a", "--distribution", "uniform"]);
         assert_eq!(latest_a.key_distribution(), Distribution::Uniform);
-        assert!(parse(&["run", "--node", "a:1", "--workload", "e"]).is_err(), "no scans yet");
     }
 
     #[test]
@@ -536,6 +550,14 @@ mod tests {
     }
 
     #[test]
+    fn scans_parse_in_a_mix_and_for_etcd() {
+        let run = run_args(&["--mix", "scan=1", "--max-scan-length", "5"]);
+        assert_eq!(run.op_mix().to_string(), "scan 100%");
+        assert_eq!((run.max_scan_length, run.key_distribution()), (5, Distribution::Zipfian));
+        assert_eq!(run_args(&["--workload", "e", "--target", "etcd"]).check(), Ok(()));
+    }
+
+    #[test]
     fn bad_ycsb_options_say_why() {
         let error = |args: &[&str]| {
             let all: Vec<&str> = ["run", "--node", "a:1"].into_iter().chain(args.iter().copied()).collect();
@@ -543,7 +565,9 @@ mod tests {
         };
         assert!(error(&["--mix", "read=-1"]).contains("non-negative"));
         assert!(error(&["--mix", "read=0"]).contains("sum to more than zero"));
-        assert!(error(&["--mix", "scan=1"]).contains("unknown operation `scan`"));
+        assert!(error(&["--mix", "list=1"]).contains("unknown operation `list`"));
+        assert!(error(&["--max-scan-length", "0"]).contains("0"));
+        assert!(error(&["--max-scan-length", "10001"]).contains("10001"));
         assert!(error(&["--mix", "read=1", "--workload", "a"]).contains("cannot be used with"));
         assert!(error(&["--value-size", "9..3"]).contains("smallest size comes first"));
         assert!(error(&["--operations", "5", "--duration", "1s"]).contains("cannot be used with"));

@@ -2,9 +2,10 @@
 //! through its v3 JSON gateway over the same lean connections as `--raw`.
 //!
 //! A read is `POST /v3/kv/range {"key": base64}` (found when the answer lists `kvs`);
-//! a write is `POST /v3/kv/put {"key": base64, "value": base64}`. etcd has no causal
-//! contexts, so an update is a put and a read-modify-write a range then a put. Each
-//! client sends its requests to the nodes in turn. Keys are `bucket/key`.
+//! a write is `POST /v3/kv/put {"key": base64, "value": base64}`; a scan is a range from
+//! its first key to the end of the bucket's prefix with a `limit`, keys only. etcd has no
+//! causal contexts, so an update is a put and a read-modify-write a range then a put.
+//! Each client sends its requests to the nodes in turn. Keys are `bucket/key`.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -24,6 +25,8 @@ pub struct EtcdTarget {
     nodes: Vec<String>,
     /// `bucket/`, in front of every key.
     prefix: String,
+    /// Base64 of the first key after every key with the prefix: a scan's `range_end`.
+    prefix_end_base64: String,
     /// Base64 of the longest value; every value is a prefix of it.
     longest: Bytes,
     longest_base64: String,
@@ -35,7 +38,9 @@ impl EtcdTarget {
     /// values cut from `longest`.
     pub fn new(nodes: Vec<String>, bucket: &str, longest: Bytes, timeout: Duration) -> EtcdTarget {
         let longest_base64 = base64(&longest);
-        EtcdTarget { nodes, prefix: format!("{bucket}/"), longest, longest_base64, timeout }
+        let prefix = format!("{bucket}/");
+        let prefix_end_base64 = base64(&prefix_end(prefix.as_bytes()));
+        EtcdTarget { nodes, prefix, prefix_end_base64, longest, longest_base64, timeout }
     }
 
     /// Base64 of `value`, a prefix of the longest value: most of it is a slice of the
@@ -111,6 +116,44 @@ impl EtcdSession {
         let answer = self.post("/v3/kv/put", body).await?;
         if contains(&answer, b"\"header\"") { Ok(()) } else { Err(unexpected(StatusCode::OK)) }
     }
+
+    /// Lists up to `limit` keys from `key` on (within the bucket); returns how many the
+    /// answer held.
+    pub async fn scan(&mut self, key: &str, limit: u64) -> Result<u64, ErrorKind> {
+        #[derive(serde::Deserialize)]
+        struct RangeAnswer {
+            // Required: a 200 without it is not a range answer.
+            #[serde(rename = "header")]
+            _header: serde::de::IgnoredAny,
+            // The gateway leaves out an empty `kvs`.
+            #[serde(default)]
+            kvs: Vec<serde::de::IgnoredAny>,
+        }
+        let body = format!(
+            r#"{{"key":"{}","range_end":"{}","limit":{limit},"keys_only":true}}"#,
+            self.key_base64(key),
+            self.target.prefix_end_base64
+        );
+        let answer = self.post("/v3/kv/range", body).await?;
+        match serde_json::from_slice::<RangeAnswer>(&answer) {
+            Ok(range) => Ok(range.kvs.len() as u64),
+            Err(_) => Err(unexpected(StatusCode::OK)),
+        }
+    }
+}
+
+/// The first key after every key that starts with `prefix` (etcd's `range_end` for a
+/// prefix): the prefix with its last byte below 0xff incremented and what follows cut.
+/// An empty or all-0xff prefix has no end: `\0`, which etcd reads as "to the last key".
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    match prefix.iter().rposition(|&b| b < 0xff) {
+        Some(i) => {
+            let mut end = prefix[..=i].to_vec();
+            end[i] += 1;
+            end
+        }
+        None => vec![0],
+    }
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -180,6 +223,15 @@ mod tests {
         let mut other = String::new();
         target.value_base64(b"zz", &mut other);
         assert_eq!(other, base64(b"zz"));
+    }
+
+    #[test]
+    fn scans_end_at_the_bucket_prefix() {
+        assert_eq!(prefix_end(b"bench/"), b"bench0");
+        assert_eq!(prefix_end(b"a\xff\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff"), b"\0");
+        let target = EtcdTarget::new(vec!["a:1".into()], "bench", Bytes::new(), Duration::from_secs(1));
+        assert_eq!(target.prefix_end_base64, base64(b"bench0"));
     }
 
     #[test]

@@ -36,6 +36,7 @@ fn color(op: Op) -> &'static str {
         Op::Insert => "#2ca02c",
         Op::Rmw => "#9467bd",
         Op::Put => "#8c564b",
+        Op::Scan => "#e377c2",
     }
 }
 
@@ -94,6 +95,9 @@ fn summary(html: &mut String, r: &Report) {
         "<h2>Summary</h2>\n<p>{:.0} ops/s ({} ops), {:.0} requests/s</p>",
         r.ops_per_sec, r.ops, r.requests_per_sec
     );
+    if let Some(line) = r.scan_line() {
+        let _ = writeln!(html, "<p>{}</p>", escape(&line));
+    }
     html.push_str(
         "<table>\n<tr><th>latency ms</th><th>count</th><th>ops/s</th><th>errors</th><th>p50</th><th>p95</th>\
          <th>p99</th><th>p99.9</th><th>max</th></tr>\n",

@@ -1,9 +1,9 @@
 //! The load phase: write the records a workload reads before measuring it.
 //!
-//! `--load auto` (the default) loads when the workload reads (read or read-modify-write)
-//! and any of about 100 records sampled evenly over the key space does not read back, so
-//! a first run is not all 404s and a second run against the same cluster does not load
-//! again. Loading writes every record once, blind, with all clients; a record already
+//! `--load auto` (the default) loads when the workload reads (read, read-modify-write or
+//! scan) and any of about 100 records sampled evenly over the key space does not read
+//! back, so a first run is not all 404s and a second run against the same cluster does
+//! not load again. Loading writes every record once, blind, with all clients; a record already
 //! there gets identical bytes, which the node keeps as one sibling.
 
 use std::collections::BTreeMap;

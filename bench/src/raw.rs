@@ -1,7 +1,8 @@
 //! `--raw`: the object API driven over bare hyper HTTP/1.1 connections, one keep-alive
 //! connection per client and node, TCP_NODELAY, no pool, no retries, no parsing beyond the
-//! status and the context header. It costs the load generator as little as wrk does, so a
-//! run measures the server. The etcd target uses the same [`Connections`].
+//! status and the context header (and a listing's keys, to count them). It costs the load
+//! generator as little as wrk does, so a run measures the server. The etcd target uses
+//! the same [`Connections`].
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -45,7 +46,7 @@ struct Routes {
 pub struct RawRequests {
     /// Bucket of every key.
     pub bucket: String,
-    /// Query string of a read (`?r=2&timeout_ms=5000`).
+    /// Query string of a read (`?r=2&timeout_ms=5000`), and of a listing.
     pub get_query: String,
     /// Query string of a write.
     pub put_query: String,
@@ -126,6 +127,17 @@ impl RawSession {
         }
     }
 
+    /// A listing spans every partition: with the ring, any node in turn; else home.
+    fn node_for_listing(&mut self) -> usize {
+        match &self.target.routes {
+            Some(_) => {
+                self.turn = self.turn.wrapping_add(1);
+                self.turn % self.target.nodes.len().max(1)
+            }
+            None => self.home,
+        }
+    }
+
     /// Reads `key`.
     pub async fn get(&mut self, key: &str) -> Result<Read, ErrorKind> {
         let node = self.node_for(key);
@@ -166,6 +178,38 @@ impl RawSession {
             Answer::Success(status, _) => Err(unexpected(status)),
             Answer::NotFound(_) => Err(unexpected(StatusCode::NOT_FOUND)),
         }
+    }
+
+    /// Lists up to `limit` keys after `after` (from the bucket's first key without it);
+    /// returns how many the page held.
+    pub async fn scan(&mut self, after: Option<&str>, limit: u64) -> Result<u64, ErrorKind> {
+        let node = self.node_for_listing();
+        let t = &self.target;
+        // Bench key names are letters and digits: nothing in them to percent-encode.
+        let mut uri = format!("/v1/kv/{}{}&limit={limit}", t.bucket, t.get_query);
+        if let Some(after) = after {
+            uri.push_str("&after=");
+            uri.push_str(after);
+        }
+        let req = self.conns.request(Method::GET, &uri, node).body(Full::new(Bytes::new()));
+        let (parts, body) = self.conns.exchange(node, req).await?;
+        if parts.status != StatusCode::OK {
+            return Err(error_kind(parts.status, &body));
+        }
+        listed_keys(&body)
+    }
+}
+
+/// How many keys a listing's page (`{"keys": [...], "next": ...}`) holds; `protocol` if
+/// it has no `keys` array.
+pub fn listed_keys(body: &[u8]) -> Result<u64, ErrorKind> {
+    #[derive(serde::Deserialize)]
+    struct Page {
+        keys: Vec<serde::de::IgnoredAny>,
+    }
+    match serde_json::from_slice::<Page>(body) {
+        Ok(page) => Ok(page.keys.len() as u64),
+        Err(_) => Err(Cow::Borrowed("protocol")),
     }
 }
 
@@ -321,5 +365,13 @@ mod tests {
         let body = br#"{"error":"quorum_failed","message":"m","required":2,"succeeded":1}"#;
         assert_eq!(error_kind(StatusCode::SERVICE_UNAVAILABLE, body), "quorum_failed");
         assert_eq!(error_kind(StatusCode::BAD_GATEWAY, b"<html>"), "http_502");
+    }
+
+    #[test]
+    fn a_listing_counts_its_keys_or_is_a_protocol_error() {
+        assert_eq!(listed_keys(br#"{"keys":["k0000000001","k%25"],"next":null}"#), Ok(2));
+        assert_eq!(listed_keys(br#"{"keys":[],"next":"k0000000009"}"#), Ok(0));
+        assert_eq!(listed_keys(br#"{"next":null}"#), Err(Cow::Borrowed("protocol")));
+        assert_eq!(listed_keys(b"ok"), Err(Cow::Borrowed("protocol")));
     }
 }

@@ -44,6 +44,8 @@ pub struct Report {
     pub duration_s: f64,
     /// Bytes per value.
     pub value_size: ValueSize,
+    /// The longest scan asked for (`--max-scan-length`), when the mix scans.
+    pub max_scan_length: Option<u64>,
     /// Records the run worked on (before its inserts).
     pub records: u64,
     /// New keys inserted during the run (warm-up included).
@@ -61,7 +63,7 @@ pub struct Report {
     pub ops: u64,
     /// `ops` per second.
     pub ops_per_sec: f64,
-    /// Successful requests per second (GETs and PUTs together).
+    /// Successful requests per second (GETs, PUTs and listings together).
     pub requests_per_sec: f64,
     /// Failed operations in the window.
     pub errors: u64,
@@ -76,6 +78,8 @@ pub struct Report {
     pub get: Summary,
     /// Latency of successful PUT requests alone.
     pub put: Summary,
+    /// Latency of successful listing requests (scans) alone.
+    pub list: Summary,
     /// Change of each `--metric` over the window, summed over the nodes.
     pub metrics: BTreeMap<String, f64>,
     /// The run second by second, warm-up included.
@@ -93,6 +97,9 @@ pub struct OpReport {
     pub errors_by_kind: BTreeMap<String, u64>,
     /// Latency of the successful ones (`count` is how many).
     pub latency: Summary,
+    /// Scans only: the keys the successful ones returned, together.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys: Option<u64>,
 }
 
 /// What a run measured, besides its arguments.
@@ -143,6 +150,7 @@ impl Report {
                     errors: errors_by_kind.values().sum(),
                     errors_by_kind,
                     latency,
+                    keys: (op == Op::Scan).then_some(rec.scanned),
                 };
                 (op.name(), report)
             })
@@ -162,6 +170,7 @@ impl Report {
             warmup_s: args.warmup.as_secs_f64(),
             duration_s: outcome.window.as_secs_f64(),
             value_size: args.value_size,
+            max_scan_length: mix.has(Op::Scan).then_some(args.max_scan_length),
             records: args.records,
             inserted: outcome.inserted,
             r: args.r.map(|q| q.to_string()),
@@ -170,29 +179,39 @@ impl Report {
             load: outcome.load,
             ops,
             ops_per_sec: ops as f64 / secs,
-            requests_per_sec: (rec.gets.count() + rec.puts.count()) as f64 / secs,
+            requests_per_sec: (rec.gets.count() + rec.puts.count() + rec.lists.count()) as f64 / secs,
             errors: errors_by_kind.values().sum(),
             errors_by_kind,
             latency: all.summary(),
             operations,
             get: rec.gets.summary(),
             put: rec.puts.summary(),
+            list: rec.lists.summary(),
             metrics: outcome.metrics,
             series: outcome.series,
         }
     }
 
-    /// One line of settings: workload, mix, keys, values.
+    /// One line of settings: workload, mix, keys, values, scan lengths.
     pub fn workload_line(&self) -> String {
         format!(
-            "workload {} ({}), {} keys over {} records{}, {}-byte values",
+            "workload {} ({}), {} keys over {} records{}, {}-byte values{}",
             self.workload,
             self.mix,
             self.distribution.name(),
             self.records,
             if self.inserted > 0 { format!(" (+{} inserted)", self.inserted) } else { String::new() },
             self.value_size,
+            self.max_scan_length.map_or_else(String::new, |n| format!(", scans of 1 to {n} keys")),
         )
+    }
+
+    /// How many keys the scans returned, in all and per scan; `None` without scans.
+    pub fn scan_line(&self) -> Option<String> {
+        let scan = self.operations.get(Op::Scan.name())?;
+        let keys = scan.keys.unwrap_or(0);
+        let per_scan = keys as f64 / scan.latency.count.max(1) as f64;
+        Some(format!("scans returned {keys} keys, {per_scan:.1} per scan"))
     }
 
     /// One line of settings: target, clients, loop, window, quorums.
@@ -223,7 +242,7 @@ impl Report {
     }
 
     /// The rows of the latency table: each operation, all operations, then each request
-    /// kind that happened, as (name, ops/s, errors, summary).
+    /// kind that happened (GET, PUT, LIST), as (name, ops/s, errors, summary).
     pub fn rows(&self) -> Vec<(String, Option<f64>, Option<u64>, Summary)> {
         let secs = self.duration_s.max(f64::MIN_POSITIVE);
         let mut rows: Vec<_> = self
@@ -231,12 +250,12 @@ impl Report {
             .iter()
             .map(|(name, op)| (name.to_string(), Some(op.ops_per_sec), Some(op.errors), op.latency))
             .collect();
-        // Report order (read, update, insert, rmw, put), not alphabetical.
+        // Report order (read, update, insert, rmw, put, scan), not alphabetical.
         rows.sort_by_key(|(name, ..)| Op::ALL.iter().position(|op| op.name() == name));
         if self.operations.len() > 1 {
             rows.push(("all".into(), Some(self.ops_per_sec), Some(self.errors), self.latency));
         }
-        for (name, summary) in [("GET req", self.get), ("PUT req", self.put)] {
+        for (name, summary) in [("GET req", self.get), ("PUT req", self.put), ("LIST req", self.list)] {
             if summary.count > 0 {
                 rows.push((name.into(), Some(summary.count as f64 / secs), None, summary));
             }
@@ -320,6 +339,9 @@ impl fmt::Display for Report {
         } else {
             writeln!(f, "errors: {} ({})", self.errors, self.error_lines().join("; "))?;
         }
+        if let Some(line) = self.scan_line() {
+            writeln!(f, "{line}")?;
+        }
         writeln!(
             f,
             "{:<10} {:>9} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9}",
@@ -356,8 +378,6 @@ pub(crate) mod tests {
     /// A report of a made-up run of `args` (after `run --node a:1`): ten reads and ten
     /// updates a second for three seconds, with a stall in the second, and a few errors.
     pub(crate) fn sample(args: &[&str]) -> Report {
-        let all: Vec<&str> = ["b", "run", "--node", "a:1"].into_iter().chain(args.iter().copied()).collect();
-        let Command::Run(args) = Cli::parse_from(all).command else { panic!("not a run") };
         let mut rec = Recorder::default();
         let start = Instant::now();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -384,6 +404,15 @@ pub(crate) mod tests {
         while let Ok(flush) = rx.try_recv() {
             series.add(flush);
         }
+        let series = series.summary(&[Op::Read, Op::Update], Duration::from_secs(1), Duration::from_secs(3));
+        report_of(args, &rec, series)
+    }
+
+    /// The report of a made-up run of `args` (after `run --node a:1`) that recorded
+    /// `rec` over a window of two seconds, after loading.
+    fn report_of(args: &[&str], rec: &Recorder, series: Vec<SecondSummary>) -> Report {
+        let all: Vec<&str> = ["b", "run", "--node", "a:1"].into_iter().chain(args.iter().copied()).collect();
+        let Command::Run(args) = Cli::parse_from(all).command else { panic!("not a run") };
         let load = LoadReport {
             mode: Load::Auto,
             loaded: true,
@@ -397,12 +426,8 @@ pub(crate) mod tests {
             &args,
             Outcome {
                 mode: "raw",
-                recorder: &rec,
-                series: series.summary(
-                    &[Op::Read, Op::Update],
-                    Duration::from_secs(1),
-                    Duration::from_secs(3),
-                ),
+                recorder: rec,
+                series,
                 window: Duration::from_secs(2),
                 load,
                 inserted: 0,
@@ -422,6 +447,40 @@ pub(crate) mod tests {
         assert_eq!(report.operations["update"].errors, 2);
         assert_eq!(report.errors_by_kind["timeout"], 3);
         assert_eq!(report.error_lines(), ["quorum_failed 1 (update 1)", "timeout 3 (read 2, update 1)"]);
+    }
+
+    #[test]
+    fn scans_report_their_keys_and_requests() {
+        let mut rec = Recorder::default();
+        for latency in [3, 4, 5, 6] {
+            rec.ops[Op::Scan.index()].record(Duration::from_millis(latency));
+            rec.lists.record(Duration::from_millis(latency));
+        }
+        rec.scanned = 100;
+        rec.ops[Op::Insert.index()].record(Duration::from_millis(1));
+        rec.puts.record(Duration::from_millis(1));
+        let report = report_of(&["--workload", "e", "--max-scan-length", "50"], &rec, Vec::new());
+        assert_eq!((report.ops, report.requests_per_sec), (5, 2.5), "a scan is one request");
+        assert_eq!(report.operations["scan"].keys, Some(100));
+        assert_eq!(report.operations["insert"].keys, None);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["max_scan_length"], 50);
+        assert_eq!(json["operations"]["scan"]["keys"], 100);
+        assert_eq!(json["list"]["count"], 4);
+        assert!(json["operations"]["insert"].get("keys").is_none(), "keys are counted for scans only");
+        let text = report.to_string();
+        assert!(text.contains("(insert 5%, scan 95%), zipfian keys"), "{text}");
+        assert!(text.contains("scans of 1 to 50 keys"), "{text}");
+        assert!(text.contains("scans returned 100 keys, 25.0 per scan"), "{text}");
+        let names: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("latency ms"))
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert_eq!(names, ["insert", "scan", "all", "PUT", "LIST"], "{text}");
+        let read_only = sample(&["--workload", "a"]);
+        assert_eq!((read_only.max_scan_length, read_only.scan_line()), (None, None));
     }
 
     #[test]

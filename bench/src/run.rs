@@ -48,11 +48,15 @@ pub const CONTEXTS_PER_CLIENT: usize = 10_000;
 pub struct Recorder {
     /// Successful operations per operation (indexed like [`Op::ALL`]), from their
     /// (intended) start to their end.
-    pub ops: [Latencies; 5],
+    pub ops: [Latencies; Op::COUNT],
     /// Successful GET requests, from send to answer.
     pub gets: Latencies,
     /// Successful PUT requests, from send to answer.
     pub puts: Latencies,
+    /// Successful listing requests (scans), from send to answer.
+    pub lists: Latencies,
+    /// Keys the successful scans returned, together.
+    pub scanned: u64,
     /// Failed operations by operation and kind.
     pub errors: BTreeMap<(Op, String), u64>,
 }
@@ -70,6 +74,8 @@ impl Recorder {
         }
         self.gets.merge(&other.gets);
         self.puts.merge(&other.puts);
+        self.lists.merge(&other.lists);
+        self.scanned += other.scanned;
         for (key, n) in &other.errors {
             *self.errors.entry(key.clone()).or_default() += n;
         }
@@ -81,6 +87,8 @@ impl Recorder {
 struct Requests {
     get: Option<Duration>,
     put: Option<Duration>,
+    /// A listing's latency and how many keys it returned.
+    list: Option<(Duration, u64)>,
 }
 
 /// When a run starts, measures and stops, and how it paces its clients.
@@ -116,6 +124,8 @@ struct Shared {
     /// `--operations`: tickets taken, and how many there are.
     tickets: Option<(AtomicU64, u64)>,
     values: Values,
+    /// Scans ask for 1 to this many keys.
+    max_scan_length: u64,
     /// Whether clients keep causal contexts (only updates use them).
     remember: bool,
 }
@@ -169,6 +179,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<Report> {
         inserts,
         tickets: args.operations.map(|n| (AtomicU64::new(0), n)),
         values,
+        max_scan_length: args.max_scan_length,
         remember: mix.has(Op::Update),
     });
     let (sink, flushes) = mpsc::unbounded_channel();
@@ -272,7 +283,8 @@ async fn client(
 ) -> (Recorder, Instant) {
     let plan = shared.plan;
     let seed = 0x5eed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    let mut picker = Picker::new(&shared.mix, shared.distribution, shared.records, shared.latest, seed);
+    let mut picker = Picker::new(&shared.mix, shared.distribution, shared.records, shared.latest, seed)
+        .max_scan_length(shared.max_scan_length);
     let mut contexts = Contexts::new(if shared.remember { CONTEXTS_PER_CLIENT } else { 0 });
     let mut recorder = Recorder::default();
     let mut last_done = plan.measure;
@@ -315,6 +327,10 @@ async fn client(
         }
         if let Some(put) = requests.put {
             recorder.puts.record(put);
+        }
+        if let Some((list, keys)) = requests.list {
+            recorder.lists.record(list);
+            recorder.scanned += keys;
         }
         match outcome {
             Ok(()) => recorder.ops[pick.op.index()].record(latency),
@@ -386,6 +402,12 @@ async fn execute(
             let token = session.put(&name, context.as_ref(), shared.values.of(key)).await?;
             requests.put = Some(written.elapsed());
             contexts.remember(key, token);
+            Ok(())
+        }
+        Op::Scan => {
+            let sent = Instant::now();
+            let keys = session.scan(key, pick.scan_length).await?;
+            requests.list = Some((sent.elapsed(), keys));
             Ok(())
         }
     }

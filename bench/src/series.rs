@@ -29,9 +29,9 @@ pub type SecondHistogram = Histogram<u32>;
 #[derive(Debug, Clone, Default)]
 pub struct Second {
     /// Latencies of the operations that succeeded; `None` if there were none.
-    pub latencies: [Option<SecondHistogram>; 5],
+    pub latencies: [Option<SecondHistogram>; Op::COUNT],
     /// Operations that failed.
-    pub errors: [u64; 5],
+    pub errors: [u64; Op::COUNT],
 }
 
 impl Second {

@@ -2,8 +2,8 @@
 //! (`--target etcd`) etcd's JSON gateway.
 //!
 //! A [`Target`] is made once per run from the arguments; each simulated client gets its
-//! own [`Session`] from it, which reads and writes keys and reports failures as short
-//! error kinds (`quorum_failed`, `timeout`, `transport`, ...), counted by the report.
+//! own [`Session`] from it, which reads, writes and scans keys and reports failures as
+//! short error kinds (`quorum_failed`, `timeout`, `transport`, ...), counted by the report.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -11,12 +11,12 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use bytes::Bytes;
 use hyper::header::HeaderValue;
-use quorumkv_client::{Client, Context, Error, Value};
+use quorumkv_client::{Client, Context, Error, Quorum, Value};
 
 use crate::cli::{Routing, RunArgs, System};
 use crate::etcd::{EtcdSession, EtcdTarget};
 use crate::raw::{RawRequests, RawSession, RawTarget};
-use crate::workload::Values;
+use crate::workload::{Values, key_name, scan_after};
 
 /// A short name for why a request failed, as the report counts them.
 pub type ErrorKind = Cow<'static, str>;
@@ -63,6 +63,8 @@ pub enum Target {
         clients: Vec<Client>,
         /// Bucket of every key.
         bucket: String,
+        /// `--r`, for scans (a listing does not take the client's default).
+        r: Option<Quorum>,
     },
     /// Through bare hyper connections.
     Raw(Arc<RawTarget>),
@@ -128,15 +130,17 @@ impl Target {
                 .collect::<Result<_, _>>()?,
             (None, _) => vec![seed_client(&args.nodes, false)?],
         };
-        Ok(Target::Client { clients, bucket: args.bucket.clone() })
+        Ok(Target::Client { clients, bucket: args.bucket.clone(), r: args.r })
     }
 
     /// The session of client number `index`.
     pub fn session(&self, index: usize) -> Session {
         match self {
-            Target::Client { clients, bucket } => {
-                Session::Client { client: clients[index % clients.len()].clone(), bucket: bucket.clone() }
-            }
+            Target::Client { clients, bucket, r } => Session::Client {
+                client: clients[index % clients.len()].clone(),
+                bucket: bucket.clone(),
+                r: *r,
+            },
             Target::Raw(target) => Session::Raw(RawSession::new(Arc::clone(target), index)),
             Target::Etcd(target) => Session::Etcd(EtcdSession::new(Arc::clone(target), index)),
         }
@@ -179,6 +183,8 @@ pub enum Session {
         client: Client,
         /// Bucket of every key.
         bucket: String,
+        /// `r` of a scan.
+        r: Option<Quorum>,
     },
     /// Through its own hyper connections.
     Raw(RawSession),
@@ -209,7 +215,7 @@ impl Session {
         value: Bytes,
     ) -> Result<Option<Token>, ErrorKind> {
         match self {
-            Session::Client { client, bucket } => {
+            Session::Client { client, bucket, .. } => {
                 let put = client.put(&*bucket, key, Value::new(value));
                 let put = match context {
                     Some(Token::Client(ctx)) => put.context(ctx),
@@ -223,6 +229,28 @@ impl Session {
             }
             Session::Raw(raw) => raw.put(key, context, value).await,
             Session::Etcd(etcd) => etcd.put(key, &value).await.map(|()| None),
+        }
+    }
+
+    /// Lists up to `length` keys from key number `start` on, in one request; returns how
+    /// many the answer held (fewer near the end of the keys, or past deleted ones).
+    pub async fn scan(&mut self, start: u64, length: u64) -> Result<u64, ErrorKind> {
+        match self {
+            Session::Client { client, bucket, r } => {
+                let mut list = client.list(&*bucket).page_size(length as usize);
+                if let Some(after) = scan_after(start) {
+                    list = list.after(after);
+                }
+                if let Some(r) = *r {
+                    list = list.r(r);
+                }
+                // A fresh listing always has a first page.
+                let page = list.next_page().await.map_err(|e| kind(&e))?;
+                Ok(page.map_or(0, |keys| keys.len() as u64))
+            }
+            Session::Raw(raw) => raw.scan(scan_after(start).as_deref(), length).await,
+            // A range includes its first key: no need for the one before it.
+            Session::Etcd(etcd) => etcd.scan(&key_name(start), length).await,
         }
     }
 }

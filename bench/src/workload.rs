@@ -1,7 +1,7 @@
 //! What each client does next: the operation mix, the key it touches, the value it writes.
 //!
-//! A [`Mix`] weighs the five operations; a [`Picker`] (one per client) draws an operation
-//! and a key from it with the run's [`Distribution`]. Inserts take new key numbers from
+//! A [`Mix`] weighs the six operations; a [`Picker`] (one per client) draws an operation
+//! and a key from it with the run's [`Distribution`], and a scan's length. Inserts take new key numbers from
 //! the run's one [`InsertSequence`], so no two clients insert the same key, and reads
 //! skewed to the latest keys never ask for a key whose insert is still in flight.
 
@@ -30,11 +30,17 @@ pub enum Op {
     Rmw,
     /// A blind PUT, never with a context.
     Put,
+    /// A listing of the keys from an existing record on (YCSB's scan): one page of
+    /// [`Pick::scan_length`] keys.
+    Scan,
 }
 
 impl Op {
     /// Every operation, in report order.
-    pub const ALL: [Op; 5] = [Op::Read, Op::Update, Op::Insert, Op::Rmw, Op::Put];
+    pub const ALL: [Op; 6] = [Op::Read, Op::Update, Op::Insert, Op::Rmw, Op::Put, Op::Scan];
+
+    /// How many operations there are: the length of per-operation arrays.
+    pub const COUNT: usize = Op::ALL.len();
 
     /// The operation's name, as `--mix` and the report write it.
     pub fn name(self) -> &'static str {
@@ -44,6 +50,7 @@ impl Op {
             Op::Insert => "insert",
             Op::Rmw => "rmw",
             Op::Put => "put",
+            Op::Scan => "scan",
         }
     }
 
@@ -59,11 +66,11 @@ impl fmt::Display for Op {
     }
 }
 
-/// Relative weights of the five operations, indexed like [`Op::ALL`]. At least one is
+/// Relative weights of the six operations, indexed like [`Op::ALL`]. At least one is
 /// positive and none is negative.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Mix {
-    weights: [f64; 5],
+    weights: [f64; Op::COUNT],
 }
 
 impl Mix {
@@ -72,7 +79,7 @@ impl Mix {
     /// # Errors
     /// A negative or non-finite weight, or weights that sum to zero.
     pub fn new(pairs: &[(Op, f64)]) -> Result<Mix, String> {
-        let mut weights = [0.0; 5];
+        let mut weights = [0.0; Op::COUNT];
         for &(op, w) in pairs {
             if !w.is_finite() || w < 0.0 {
                 return Err(format!("the weight of {op} must be a non-negative number, not {w}"));
@@ -86,7 +93,7 @@ impl Mix {
     }
 
     fn of(pairs: &[(Op, f64)]) -> Mix {
-        let mut weights = [0.0; 5];
+        let mut weights = [0.0; Op::COUNT];
         for &(op, w) in pairs {
             weights[op.index()] = w;
         }
@@ -113,6 +120,11 @@ impl Mix {
         Mix::of(&[(Op::Read, 0.95), (Op::Insert, 0.05)])
     }
 
+    /// YCSB core workload E: 95% scans, 5% inserts.
+    pub fn ycsb_e() -> Mix {
+        Mix::of(&[(Op::Scan, 0.95), (Op::Insert, 0.05)])
+    }
+
     /// YCSB core workload F: 50% reads, 50% read-modify-writes.
     pub fn ycsb_f() -> Mix {
         Mix::of(&[(Op::Read, 0.5), (Op::Rmw, 0.5)])
@@ -128,10 +140,10 @@ impl Mix {
         self.weights[op.index()] > 0.0
     }
 
-    /// Whether any operation reads a record the run expects to exist (read or
-    /// read-modify-write): what decides whether `--load auto` loads.
+    /// Whether any operation reads records the run expects to exist (read,
+    /// read-modify-write or scan): what decides whether `--load auto` loads.
     pub fn reads(&self) -> bool {
-        self.has(Op::Read) || self.has(Op::Rmw)
+        self.has(Op::Read) || self.has(Op::Rmw) || self.has(Op::Scan)
     }
 
     /// The operations that happen, in report order.
@@ -140,7 +152,7 @@ impl Mix {
     }
 
     /// Cumulative shares, for drawing an operation from one uniform number.
-    fn thresholds(&self) -> [f64; 5] {
+    fn thresholds(&self) -> [f64; Op::COUNT] {
         let total: f64 = self.weights.iter().sum();
         let mut sum = 0.0;
         self.weights.map(|w| {
@@ -154,7 +166,7 @@ impl FromStr for Mix {
     type Err = String;
 
     /// Parses `read=90,update=10`: operations `read`, `update`, `insert`, `rmw`, `put`,
-    /// each named once, with non-negative weights that sum to more than zero.
+    /// `scan`, each named once, with non-negative weights that sum to more than zero.
     fn from_str(text: &str) -> Result<Mix, String> {
         let mut pairs = Vec::new();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -162,7 +174,7 @@ impl FromStr for Mix {
                 return Err(format!("`{part}` is not `operation=weight` (e.g. read=90,update=10)"));
             };
             let op = Op::ALL.into_iter().find(|op| op.name() == name.trim()).ok_or_else(|| {
-                format!("unknown operation `{}`: use read, update, insert, rmw or put", name.trim())
+                format!("unknown operation `{}`: use read, update, insert, rmw, put or scan", name.trim())
             })?;
             if pairs.iter().any(|&(o, _)| o == op) {
                 return Err(format!("{op} is named twice"));
@@ -405,20 +417,28 @@ enum Keys {
 /// inserts), so two clients with different seeds do not walk the keys in step.
 #[derive(Debug, Clone)]
 pub struct Picker {
-    thresholds: [f64; 5],
+    thresholds: [f64; Op::COUNT],
     records: u64,
     inserts: bool,
     keys: Keys,
+    max_scan_length: u64,
     rng: SplitMix64,
 }
+
+/// The longest scan by default: YCSB's `maxscanlength`.
+pub const DEFAULT_MAX_SCAN_LENGTH: u64 = 100;
 
 /// What a client does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pick {
     /// The operation.
     pub op: Op,
-    /// The key number (a new one for an insert: acknowledge it when done).
+    /// The key number (a new one for an insert: acknowledge it when done; the first key
+    /// of a scan).
     pub key: u64,
+    /// How many keys a scan asks for, uniform over 1 to the picker's maximum (YCSB's
+    /// default `scanlengthdistribution`); 0 for every other operation.
+    pub scan_length: u64,
 }
 
 impl Picker {
@@ -443,8 +463,15 @@ impl Picker {
             records,
             inserts: mix.has(Op::Insert),
             keys,
+            max_scan_length: DEFAULT_MAX_SCAN_LENGTH,
             rng: SplitMix64(seed),
         }
+    }
+
+    /// Scans ask for 1 to `max` keys [default: [`DEFAULT_MAX_SCAN_LENGTH`]].
+    pub fn max_scan_length(mut self, max: u64) -> Picker {
+        self.max_scan_length = max.max(1);
+        self
     }
 
     /// The next operation and its key; an insert claims its key from `sequence`.
@@ -458,7 +485,7 @@ impl Picker {
         };
         let op = match op {
             Op::Insert => match sequence.claim() {
-                Some(key) => return Pick { op, key },
+                Some(key) => return Pick { op, key, scan_length: 0 },
                 None => Op::Read,
             },
             other => other,
@@ -471,13 +498,22 @@ impl Picker {
             Keys::Zipfian(z) => z.next(u),
             Keys::Latest(l) => l.next(count, u),
         };
-        Pick { op, key }
+        // Drawn only for scans, so the other workloads' sequences stay as they were.
+        let scan_length = if op == Op::Scan { 1 + self.rng.below(self.max_scan_length) } else { 0 };
+        Pick { op, key, scan_length }
     }
 }
 
 /// The name of key number `index`: `k` and ten digits, so names sort like their numbers.
 pub fn key_name(index: u64) -> String {
     format!("k{index:010}")
+}
+
+/// The `after` of a listing that starts at key number `start`: the name of the key just
+/// before it, or `None` for key 0 (a listing from the bucket's first key). Key names sort
+/// like their numbers, so the listing's first key is `start`'s when that exists.
+pub fn scan_after(start: u64) -> Option<String> {
+    start.checked_sub(1).map(key_name)
 }
 
 /// SplitMix64 (Steele, Lea and Flood 2014): a tiny, fast generator, plenty for choosing
@@ -530,10 +566,13 @@ mod tests {
         assert!(!m.reads() || m.has(Op::Rmw));
         let m: Mix = "read=1,update=0".parse().unwrap();
         assert!(!m.has(Op::Update));
+        let m: Mix = "scan=1".parse().unwrap();
+        assert_eq!((m.share(Op::Scan), m.to_string()), (1.0, "scan 100%".to_string()));
+        assert!(m.reads(), "scans read the records, so --load auto loads them");
         for (bad, says) in [
             ("", "at least one"),
             ("read", "operation=weight"),
-            ("scan=5", "unknown operation `scan`"),
+            ("list=5", "unknown operation `list`: use read, update, insert, rmw, put or scan"),
             ("read=-1,update=2", "non-negative"),
             ("read=0,update=0", "sum to more than zero"),
             ("read=x", "is not a number"),
@@ -551,7 +590,11 @@ mod tests {
         assert_eq!(Mix::ycsb_b().to_string(), "read 95%, update 5%");
         assert_eq!(Mix::ycsb_c().to_string(), "read 100%");
         assert_eq!(Mix::ycsb_d().to_string(), "read 95%, insert 5%");
+        assert_eq!(Mix::ycsb_e().to_string(), "insert 5%, scan 95%");
         assert_eq!(Mix::ycsb_f().to_string(), "read 50%, rmw 50%");
+        assert!(Mix::ycsb_e().reads() && !"put=1,insert=1".parse::<Mix>().unwrap().reads());
+        let json = serde_json::to_value(Mix::ycsb_e()).unwrap();
+        assert_eq!(json, serde_json::json!({"insert": 0.05, "scan": 0.95}));
         let json = serde_json::to_value(Mix::ycsb_b()).unwrap();
         assert_eq!(json, serde_json::json!({"read": 0.95, "update": 0.05}));
     }
@@ -587,7 +630,44 @@ mod tests {
         assert!((4_700..5_300).contains(&count(Mix::ycsb_a(), Op::Update)));
         assert!((300..700).contains(&count(Mix::ycsb_b(), Op::Update)));
         assert!((4_700..5_300).contains(&count(Mix::ycsb_f(), Op::Rmw)));
+        assert!((9_300..9_700).contains(&count(Mix::ycsb_e(), Op::Scan)));
         assert_eq!(count("put=1".parse().unwrap(), Op::Put), 10_000);
+    }
+
+    #[test]
+    fn scan_lengths_are_uniform_up_to_the_maximum() {
+        let seq = InsertSequence::new(1000, 1);
+        let mut p = Picker::new(&Mix::ycsb_e(), Distribution::Zipfian, 1000, None, 3).max_scan_length(10);
+        let mut seen = [0u32; 11];
+        for _ in 0..10_000 {
+            let pick = p.pick(&seq);
+            if pick.op == Op::Scan {
+                seen[pick.scan_length as usize] += 1;
+            } else {
+                assert_eq!(pick.scan_length, 0, "{pick:?}");
+                seq.acknowledge(pick.key);
+            }
+        }
+        assert_eq!(seen[0], 0, "a scan asks for at least one key");
+        assert!(seen[1..].iter().all(|&n| (800..1100).contains(&n)), "{seen:?}");
+        let mut one = Picker::new(&Mix::ycsb_e(), Distribution::Uniform, 10, None, 3).max_scan_length(1);
+        assert!((0..1000).map(|_| one.pick(&seq)).all(|p| p.op != Op::Scan || p.scan_length == 1));
+        let mut default = Picker::new(&"scan=1".parse().unwrap(), Distribution::Uniform, 10, None, 3);
+        let lengths: Vec<u64> = (0..10_000).map(|_| default.pick(&seq).scan_length).collect();
+        assert_eq!((lengths.iter().min(), lengths.iter().max()), (Some(&1), Some(&DEFAULT_MAX_SCAN_LENGTH)));
+    }
+
+    #[test]
+    fn scans_list_from_their_start_record() {
+        assert_eq!(scan_after(0), None, "record 0 lists from the bucket's start");
+        assert_eq!(scan_after(1).as_deref(), Some("k0000000000"));
+        assert_eq!(scan_after(100_000).as_deref(), Some("k0000099999"));
+        // The first key after `after` is the start record's, across a change of digits.
+        for start in [1, 9, 10, 99_999, 1 << 32] {
+            let after = scan_after(start).unwrap();
+            let first = (start.saturating_sub(20)..start + 20).map(key_name).filter(|k| *k > after).min();
+            assert_eq!(first, Some(key_name(start)), "{start}");
+        }
     }
 
     #[test]

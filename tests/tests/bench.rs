@@ -1,5 +1,6 @@
 //! `quorumkv-bench` against real node processes: a short YCSB workload A run loads its
-//! records, reads and updates without errors, and writes a self-contained HTML report.
+//! records, reads and updates without errors, and writes a self-contained HTML report; a
+//! short workload E run scans from the loaded records without errors.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -17,23 +18,31 @@ fn bench_binary() -> PathBuf {
     bin
 }
 
-#[tokio::test]
-async fn workload_a_reads_and_updates_and_reports_in_html() {
-    let cluster = Cluster::start(3, 3, &[]).await;
-    let html = cluster.dir().join("r.html");
+/// Runs `quorumkv-bench run --json` with `args` against every node of `cluster`, for one
+/// second of 8 clients over 1000 records; returns its JSON report and its stderr.
+async fn run_bench(cluster: &Cluster, args: &[&str]) -> (serde_json::Value, String) {
     let mut cmd = Command::new(bench_binary());
-    cmd.args(["run", "--workload", "a", "--records", "1000", "--duration", "1s", "--warmup", "0s"])
-        .args(["--concurrency", "8", "--json", "--html"])
-        .arg(&html);
+    cmd.args(["run", "--records", "1000", "--duration", "1s", "--warmup", "0s"])
+        .args(["--concurrency", "8", "--json"])
+        .args(args);
     for node in &cluster.nodes {
         cmd.arg("--node").arg(node.api.to_string());
     }
     let out =
         tokio::task::spawn_blocking(move || cmd.output()).await.expect("join").expect("run quorumkv-bench");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "quorumkv-bench failed: {stderr}");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+    let report = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    (report, stderr)
+}
+
+#[tokio::test]
+async fn workload_a_reads_and_updates_and_reports_in_html() {
+    let cluster = Cluster::start(3, 3, &[]).await;
+    let html = cluster.dir().join("r.html");
+    let html_arg = html.to_str().expect("a UTF-8 temp path");
+    let (report, stderr) = run_bench(&cluster, &["--workload", "a", "--html", html_arg]).await;
 
     // A fresh cluster: the records are loaded first, so no read is a 404.
     assert_eq!(report["load"]["loaded"], true, "{stderr}");
@@ -51,4 +60,24 @@ async fn workload_a_reads_and_updates_and_reports_in_html() {
         !page.contains("http://") && !page.contains("https://"),
         "the report refers to something outside it"
     );
+}
+
+#[tokio::test]
+async fn workload_e_scans_from_loaded_records() {
+    let cluster = Cluster::start(3, 3, &[]).await;
+    let (report, stderr) = run_bench(&cluster, &["--workload", "e", "--max-scan-length", "20"]).await;
+
+    // Scans read records, so `--load auto` loads them on a fresh cluster.
+    assert_eq!(report["load"]["loaded"], true, "{stderr}");
+    assert_eq!(report["errors"], 0, "errors: {}", report["errors_by_kind"]);
+    assert_eq!(report["max_scan_length"], 20);
+    let scan = &report["operations"]["scan"];
+    let scans = scan["latency"]["count"].as_u64().expect("scans");
+    assert!(scans > 0, "{report}");
+    assert_eq!(report["list"]["count"], scans, "a scan is one listing request");
+    assert_eq!(report["mix"], serde_json::json!({"insert": 0.05, "scan": 0.95}));
+    // Every scan starts at a loaded record, so it returns at least that one, and at most
+    // the 20 it asked for.
+    let keys = scan["keys"].as_u64().expect("keys");
+    assert!((scans..=20 * scans).contains(&keys), "{scans} scans returned {keys} keys");
 }
