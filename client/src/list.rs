@@ -86,8 +86,8 @@ impl List {
         self
     }
 
-    /// Replicas of every partition that must answer [default: the node's r]. A key
-    /// whose write `w` replicas acknowledged is listed when `r + w > N`.
+    /// Replicas of every partition that must answer [default: the client's `r`, else the
+    /// node's]. A key whose write `w` replicas acknowledged is listed when `r + w > N`.
     pub fn r(mut self, r: Quorum) -> List {
         self.r = Some(r);
         self
@@ -127,7 +127,7 @@ impl List {
         if let Some(n) = self.page_size {
             path.push_str(&format!("limit={n}&"));
         }
-        if let Some(r) = self.r {
+        if let Some(r) = self.r.or(self.client.defaults().r) {
             path.push_str(&format!("r={r}&"));
         }
         let timeout = self.client.timeout(self.timeout);

@@ -439,7 +439,7 @@ async fn a_quorum_failure_is_typed_with_its_details() {
 #[tokio::test]
 async fn list_streams_a_buckets_keys_across_pages_and_resumes_from_a_cursor() {
     use futures_util::StreamExt;
-    let c = Cluster::start(3, 3, &[]).await;
+    let mut c = Cluster::start(3, 3, &[]).await;
     let client = all_nodes(&c);
     let mut keys: Vec<Vec<u8>> = (0..30u8).map(|k| format!("k{k:02}").into_bytes()).collect();
     keys.push(vec![0xff, 0, b'%']);
@@ -458,4 +458,16 @@ async fn list_streams_a_buckets_keys_across_pages_and_resumes_from_a_cursor() {
     let rest: Vec<Vec<u8>> = rest.into_stream().map(|k| k.expect("a key")).collect().await;
     assert_eq!(rest, keys[13..20]);
     assert!(matches!(client.list("no/such").next_page().await, Err(Error::InvalidInput { .. })));
+
+    // The client's own r applies to listings too; a listing's r overrides it.
+    c.node(2).kill9();
+    let strict = Client::builder()
+        .nodes([c.nodes[0].api.to_string()])
+        .r(Quorum::All)
+        .timeout(Duration::from_secs(3))
+        .build()
+        .expect("client");
+    assert!(matches!(strict.list("listed").next_page().await, Err(Error::Unavailable { .. })));
+    let page = strict.list("listed").r(Quorum::Count(2)).page_size(100).next_page().await;
+    assert_eq!(page.expect("r=2 with one node down").expect("a page"), keys);
 }
