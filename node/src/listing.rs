@@ -168,49 +168,47 @@ pub async fn serve(
             None
         }
     };
-    let mut out: Vec<Option<ListedPart>> = Vec::with_capacity(parts.len());
-    let mut scans = Vec::new();
+    // Refusals answer at once; the rest are scanned together, their answers filling the
+    // slots kept for them.
+    let mut out = Vec::with_capacity(parts.len());
+    let (mut slots, mut scans) = (Vec::new(), Vec::new());
     for part in parts {
         match refusal(part.partition) {
-            Some(e) => out.push(Some(ListedPart::Failed((&e).into()))),
+            Some(e) => out.push(ListedPart::Failed((&e).into())),
             None => {
-                out.push(None);
+                slots.push(out.len());
                 scans.push((part.partition, part.after));
+                out.push(ListedPart::Keys { keys: Vec::new(), more: false });
             }
         }
     }
     // One storage call for every partition asked: the scan thread is handed the work
     // once, and the rate is paid once per message.
     state.listing_rate.wait().await;
-    let listed = state.replicas.local().list_keys(bucket, prefix, scans, limit).await;
-    let mut listed = match listed {
-        Ok(chunks) => chunks.into_iter().map(|chunk| chunk.map_err(Error::from)).collect::<Vec<_>>(),
+    let mut read = 0;
+    match state.replicas.local().list_keys(bucket, prefix, scans, limit).await {
+        Ok(chunks) => {
+            for (slot, chunk) in slots.into_iter().zip(chunks) {
+                out[slot] = match chunk {
+                    Ok((entries, more)) => {
+                        read += entries.len();
+                        let keys = entries
+                            .into_iter()
+                            .map(|(key, shape)| ListedKey { key: key.into(), shape })
+                            .collect();
+                        ListedPart::Keys { keys, more }
+                    }
+                    Err(e) => ListedPart::Failed((&Error::from(e)).into()),
+                };
+            }
+        }
         Err(e) => {
-            let e = Error::from(e);
-            out.iter().filter(|o| o.is_none()).map(|_| Err(e.clone())).collect()
+            let failed = ListedPart::Failed((&Error::from(e)).into());
+            for slot in slots {
+                out[slot] = failed.clone();
+            }
         }
     }
-    .into_iter();
-    let mut read = 0;
-    let out = out
-        .into_iter()
-        .map(|part| {
-            part.unwrap_or_else(|| match listed.next() {
-                Some(Ok((entries, more))) => {
-                    read += entries.len();
-                    let keys = entries
-                        .into_iter()
-                        .map(|(key, shape)| ListedKey { key: key.into(), shape })
-                        .collect();
-                    ListedPart::Keys { keys, more }
-                }
-                Some(Err(e)) => ListedPart::Failed((&e).into()),
-                None => {
-                    ListedPart::Failed((&Error::Internal("a partition's chunk went missing".into())).into())
-                }
-            })
-        })
-        .collect();
     state.listing_rate.charge(read.max(1));
     out
 }

@@ -49,6 +49,44 @@ impl NodeState {
         let cluster = &self.cluster;
         let members = cluster.members_json();
         let n = cluster.params().replicas;
+        let layout = self.layout_json();
+        let corrupt = local.stats().corrupt_records.load(Ordering::Relaxed);
+        let warnings = self.warnings(&members, &layout, corrupt);
+        let me = cluster.my_id();
+        json!({
+            "node_id": id.node_id,
+            "incarnation": id.incarnation,
+            "version": env!("CARGO_PKG_VERSION"),
+            "api_addr": cluster.me().api_addr,
+            "peer_addr": cluster.me().peer_addr,
+            "uptime_seconds": self.started.elapsed().as_secs(),
+            "replicas": n,
+            "partitions": cluster.params().partitions,
+            "ring_version": cluster.ring().map(|r| r.version()).ok(),
+            "partitions_owned": cluster.ring().map_or(0, |r| r.partitions_of(&me).len()),
+            "layout": layout,
+            "members": members,
+            "warnings": warnings,
+            "workers": {
+                "hinted_handoff": self.handoff.status(),
+                "anti_entropy": self.anti_entropy.status(),
+                "stray_cleanup": self.stray.status(),
+            },
+            "storage": {
+                "disk_bytes": figures.disk_bytes,
+                "approximate_objects": figures.approximate_objects,
+                "corrupt_records": corrupt,
+            },
+            "replication": self.metrics.lag.replication_json(),
+            "reads": self.metrics.lag.reads_json(),
+        })
+    }
+
+    /// What an operator should look at, in `/v1/status`'s `warnings`: too few members or
+    /// too few up, members down, members up on another layout version, a layout conflict,
+    /// corrupt records.
+    fn warnings(&self, members: &[Value], layout: &Value, corrupt: u64) -> Vec<String> {
+        let n = self.cluster.params().replicas;
         let mut warnings = Vec::new();
         if members.len() < n {
             warnings.push(format!(
@@ -72,7 +110,7 @@ impl NodeState {
                 down.join(", ")
             ));
         }
-        let mine = cluster.layout().map(|l| l.version());
+        let mine = self.cluster.layout().map(|l| l.version());
         let behind: Vec<String> = members
             .iter()
             .filter(|m| m["state"] == "up")
@@ -87,43 +125,15 @@ impl NodeState {
                 behind.join(", ")
             ));
         }
-        if let Some(conflict) = cluster.layout_json()["conflict"].as_str() {
+        if let Some(conflict) = layout["conflict"].as_str() {
             warnings.push(format!("layout conflict: {conflict}"));
         }
-        let corrupt = local.stats().corrupt_records.load(Ordering::Relaxed);
         if corrupt > 0 {
             warnings.push(format!(
                 "{corrupt} stored record(s) failed their checksum: they read as missing and are repaired from other replicas; check this node's disk"
             ));
         }
-        let me = cluster.my_id();
-        json!({
-            "node_id": id.node_id,
-            "incarnation": id.incarnation,
-            "version": env!("CARGO_PKG_VERSION"),
-            "api_addr": cluster.me().api_addr,
-            "peer_addr": cluster.me().peer_addr,
-            "uptime_seconds": self.started.elapsed().as_secs(),
-            "replicas": n,
-            "partitions": cluster.params().partitions,
-            "ring_version": cluster.ring().map(|r| r.version()).ok(),
-            "partitions_owned": cluster.ring().map_or(0, |r| r.partitions_of(&me).len()),
-            "layout": self.layout_json(),
-            "members": members,
-            "warnings": warnings,
-            "workers": {
-                "hinted_handoff": self.handoff.status(),
-                "anti_entropy": self.anti_entropy.status(),
-                "stray_cleanup": self.stray.status(),
-            },
-            "storage": {
-                "disk_bytes": figures.disk_bytes,
-                "approximate_objects": figures.approximate_objects,
-                "corrupt_records": local.stats().corrupt_records.load(Ordering::Relaxed),
-            },
-            "replication": self.metrics.lag.replication_json(),
-            "reads": self.metrics.lag.reads_json(),
-        })
+        warnings
     }
 
     /// The layout part of `/v1/status`, with whether this node may be stopped: it is no
