@@ -403,7 +403,7 @@ impl AntiEntropy {
             let (_, n) = self.call(peer, &Request::Reap { partition, entries: entries.clone() }).await?;
             bytes += n;
         }
-        let removed = self.local.remove_unchanged(entries).await?;
+        let removed = self.local.reap_unchanged(entries).await?;
         self.reaped.fetch_add(removed as u64, Ordering::Relaxed);
         self.metrics.tombstones_reaped.inc_by(removed as u64);
         Ok(bytes)
@@ -467,7 +467,7 @@ impl AntiEntropy {
             }
             Request::ReapCheck { entries, .. } => Ok(Response::Have(self.local.holds(entries).await?)),
             Request::Reap { entries, .. } => {
-                let count = self.local.remove_unchanged(entries).await?;
+                let count = self.local.reap_unchanged(entries).await?;
                 self.reaped.fetch_add(count as u64, Ordering::Relaxed);
                 self.metrics.tombstones_reaped.inc_by(count as u64);
                 Ok(Response::Reaped { count })

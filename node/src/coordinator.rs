@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use quorumkv_ring::{NodeId, Ring};
-use quorumkv_storage::{Actor, Content, Durability, Object, SIBLING_WARN, VersionVector};
+use quorumkv_storage::{Content, Durability, Object, SIBLING_WARN, VersionVector};
 use tokio::time::Instant;
 
 use crate::cluster::Cluster;
@@ -53,12 +53,12 @@ pub struct WriteOptions {
     pub timeout: Duration,
 }
 
-/// Who this node is, for stamping dots.
+/// Who this node is. (Which actor numbers its versions is the store's business: see
+/// [`quorumkv_storage::versions`].)
 #[derive(Clone, Debug)]
 pub struct Identity {
     pub node_id: NodeId,
     pub incarnation: u64,
-    pub actor: Actor,
 }
 
 /// How long the local storage may have been inside one call before a write this node
@@ -214,7 +214,7 @@ impl Coordinator {
         let durable = opts.dw > 0;
         let durability = if durable { Durability::Synced } else { Durability::Journal };
         let me = self.identity.node_id.0.clone();
-        let stamped = self.local().coordinate(key.clone(), context, self.identity.actor, content, durability);
+        let stamped = self.local().coordinate(key.clone(), context, content, durability);
         let object = match tokio::time::timeout_at(deadline, stamped).await {
             Ok(Ok(obj)) => obj,
             Ok(Err(quorumkv_storage::Error::TooManySiblings { count, limit })) => {

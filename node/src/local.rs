@@ -13,7 +13,6 @@
 //! boundary; [`Store::sync`] also shares fsyncs with any other caller).
 
 use std::collections::VecDeque;
-use std::hash::{BuildHasher, Hasher};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -21,8 +20,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use quorumkv_ring::NodeId;
+use quorumkv_storage::versions::random_u64;
 use quorumkv_storage::{
-    Actor, Content, Durability, Entry, Error, Hint, Object, ObjectKey, Store, StoreStats, Tree, VersionVector,
+    Content, Durability, Entry, Error, Hint, Object, ObjectKey, Removal, Store, StoreStats, Tree,
+    VersionVector, VersionsInfo,
 };
 use tokio::sync::oneshot;
 
@@ -273,22 +274,26 @@ impl LocalStore {
         self.executor.store.stats()
     }
 
-    /// Flushes the store, lets the storage threads finish what is queued, and joins them.
+    /// Lets the storage threads finish what is queued, joins them, then fsyncs the store
+    /// and marks the stop clean (so the next start keeps this node's actor).
     pub async fn shutdown(&self) {
-        if let Err(e) = self.run(|s| s.flush()).await {
-            tracing::error!(error = %e, "flush on shutdown failed");
-        }
         self.executor.general.stop();
         self.executor.durable.stop();
         self.executor.scans.stop();
         let handles = std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
-        let joined = tokio::task::spawn_blocking(move || {
+        let store = self.executor.store.clone();
+        let closed = tokio::task::spawn_blocking(move || {
+            let mut joined = true;
             for h in handles {
-                let _ = h.join();
+                joined &= h.join().is_ok();
             }
+            // A thread that panicked may have left a write half done: not a clean stop.
+            if joined { store.close_cleanly() } else { store.flush() }
         });
-        if joined.await.is_err() {
-            tracing::warn!("a storage thread could not be joined");
+        match closed.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "flush on shutdown failed"),
+            Err(_) => tracing::warn!("a storage thread could not be joined"),
         }
     }
 
@@ -342,18 +347,17 @@ impl LocalStore {
     }
 
     /// Applies a client write as its coordinator: supersedes what `context` covers and
-    /// stamps a new dot of `actor`. Returns the resulting object.
+    /// numbers the new version with this node's next dot for the key (see
+    /// [`quorumkv_storage::versions`]). Returns the resulting object.
     pub async fn coordinate(
         &self,
         key: Key,
         context: VersionVector,
-        actor: Actor,
         content: Content,
         durability: Durability,
     ) -> Result<Object, Error> {
         self.run_write(durability, move |s| {
-            s.update(key.as_object_key(), Durability::Journal, |obj| obj.update(&context, actor, content))
-                .map(|(obj, _dot)| obj)
+            s.coordinate(key.as_object_key(), &context, content, Durability::Journal).map(|(obj, _dot)| obj)
         })
         .await
     }
@@ -552,12 +556,13 @@ impl LocalStore {
         .await
     }
 
-    /// Removes each entry's key if it still holds exactly that version; returns how many.
-    pub async fn remove_unchanged(&self, entries: Vec<KeyHash>) -> Result<usize, Error> {
+    /// Reaps each entry's tombstone if this replica still holds exactly that version;
+    /// returns how many.
+    pub async fn reap_unchanged(&self, entries: Vec<KeyHash>) -> Result<usize, Error> {
         self.run(move |s| {
             let mut removed = 0;
             for e in &entries {
-                if s.remove_if(e.key.as_object_key(), e.hash)? {
+                if s.remove_if(e.key.as_object_key(), e.hash, Removal::Reap)? {
                     removed += 1;
                 }
             }
@@ -581,8 +586,19 @@ impl LocalStore {
 
     /// This node's id and incarnation, created on the first start (see [`load_identity`]).
     /// The flag is true when the incarnation was made now (a new or wiped data directory).
+    /// Starts numbering versions as this node (see [`Store::start_versions`]).
     pub async fn identity(&self, configured: Option<String>) -> Result<(NodeId, u64, bool), Error> {
-        self.run(move |s| load_identity(s, configured.as_deref())).await
+        self.run(move |s| {
+            let identity = load_identity(s, configured.as_deref())?;
+            s.start_versions(identity.0.as_str())?;
+            Ok(identity)
+        })
+        .await
+    }
+
+    /// How this node numbers versions (for status).
+    pub fn versions(&self) -> Option<VersionsInfo> {
+        self.executor.store.versions()
     }
 
     /// Moves every key of `partition` out of this node's data: each is kept as a hint
@@ -596,7 +612,7 @@ impl LocalStore {
                 for owner in &owners {
                     s.put_hint(owner.as_str(), key, &e.object)?;
                 }
-                if s.remove_if(key, e.hash)? {
+                if s.remove_if(key, e.hash, Removal::HandedOff)? {
                     moved += 1;
                 }
             }
@@ -679,8 +695,8 @@ async fn run_on<T: Send + 'static>(
 }
 
 /// Loads this node's id and incarnation from the data directory, creating them on the
-/// first start. An empty data directory always gets a new incarnation, so a node that
-/// lost its data never reuses a dot.
+/// first start. An empty data directory always gets a new incarnation (and the store a
+/// new actor: see [`Store::start_versions`]).
 fn load_identity(store: &Store, configured: Option<&str>) -> Result<(NodeId, u64, bool), Error> {
     let stored_id = store.meta_get("node_id")?.and_then(|v| String::from_utf8(v).ok());
     let node_id = match (configured, stored_id) {
@@ -713,14 +729,4 @@ fn load_identity(store: &Store, configured: Option<&str>) -> Result<(NodeId, u64
         }
     };
     Ok((NodeId(node_id), incarnation, fresh))
-}
-
-/// A random number from the OS-seeded hasher keys: unique enough for ids.
-fn random_u64() -> u64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0),
-    );
-    h.write_u32(std::process::id());
-    h.finish()
 }

@@ -79,6 +79,7 @@ pub struct Metrics {
     pub refusals: Family<RefusalLabels, Counter>,
     corrupt_records: Gauge,
     hints_expired: Gauge,
+    actor_renewals: Gauge,
     storage_bytes: Gauge,
     storage_syncs: Gauge,
 }
@@ -259,6 +260,12 @@ impl Metrics {
             "Hints dropped undelivered because they outlived the tombstone grace period",
             hints_expired.clone(),
         );
+        let actor_renewals = Gauge::default();
+        registry.register(
+            "actor_renewals",
+            "Times this node began numbering versions as a new actor because it may have lost versions it numbered (not counting starts)",
+            actor_renewals.clone(),
+        );
         let storage_bytes = Gauge::default();
         registry.register("storage_bytes", "Bytes the store occupies on disk", storage_bytes.clone());
         let storage_syncs = Gauge::default();
@@ -291,6 +298,7 @@ impl Metrics {
             refusals,
             corrupt_records,
             hints_expired,
+            actor_renewals,
             storage_bytes,
             storage_syncs,
         }
@@ -313,6 +321,7 @@ impl Metrics {
         self.corrupt_records.set(stats.corrupt_records.load(Ordering::Relaxed) as i64);
         self.storage_syncs.set(stats.syncs.load(Ordering::Relaxed) as i64);
         self.hints_expired.set(stats.hints_expired.load(Ordering::Relaxed) as i64);
+        self.actor_renewals.set(stats.actor_renewals.load(Ordering::Relaxed) as i64);
         self.storage_bytes.set(disk_bytes as i64);
         let mut out = String::new();
         // Writing into a String cannot fail.

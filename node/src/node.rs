@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quorumkv_storage::{Actor, Store, StoreOptions, TokenKey};
+use quorumkv_storage::{Store, StoreOptions, TokenKey};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -106,7 +106,7 @@ impl Node {
             .map_err(StartError::Threads)?;
         let (node_id, incarnation, fresh) =
             local.identity(config.node_id.clone()).await.map_err(|e| StartError::Load(e.into()))?;
-        let identity = Identity { actor: Actor::new(node_id.as_str(), incarnation), node_id, incarnation };
+        let identity = Identity { node_id, incarnation };
         tracing::info!(node_id = %identity.node_id, incarnation = identity.incarnation, "node starting");
 
         let me = MemberInfo {

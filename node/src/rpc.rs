@@ -214,6 +214,17 @@ async fn serve_one(state: &NodeState, request: Request) -> Result<Response, Erro
         }
         Request::Coordinate { key, context, content, w, dw, sloppy, timeout_ms } => {
             check(state, &key, None)?;
+            // Only a replica holds the key's versions, so only a replica may number the
+            // next one (a node that is no longer one may hold none of them, or stale
+            // ones). The forwarder tries another replica.
+            let ring = state.cluster.ring()?;
+            if !ring.primaries(key.partition()).iter().any(|n| state.cluster.is_me(n)) {
+                return Err(Error::Unavailable(format!(
+                    "not a replica of partition {} under layout version {}: the write was not applied here",
+                    key.partition(),
+                    ring.version()
+                )));
+            }
             let n = state.coordinator.replicas();
             let w = crate::quorum::Quorum::Count(w)
                 .resolve(n)

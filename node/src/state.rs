@@ -56,6 +56,7 @@ impl NodeState {
         json!({
             "node_id": id.node_id,
             "incarnation": id.incarnation,
+            "versions": local.versions(),
             "version": env!("CARGO_PKG_VERSION"),
             "api_addr": cluster.me().api_addr,
             "peer_addr": cluster.me().peer_addr,

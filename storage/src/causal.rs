@@ -227,35 +227,48 @@ impl Object {
         self.siblings.iter().all(|s| s.content.is_tombstone())
     }
 
-    /// Applies a client write coordinated by `actor`: the siblings `context` covers are
+    /// Applies a client write coordinated by `actor`, numbered from this object's history
+    /// and the context alone. For tests and tools: a node numbers its versions through
+    /// [`crate::versions::Issuer`] (see [`crate::Store::coordinate`]), which also knows what
+    /// the node forgot.
+    ///
+    /// # Errors
+    /// As [`Object::update_at`], and [`Error::BadContext`] when `actor`'s counter cannot
+    /// advance.
+    pub fn update(&mut self, context: &VersionVector, actor: Actor, content: Content) -> Result<Dot, Error> {
+        let mut issuer = crate::versions::Issuer::from_actor(actor);
+        let dot = issuer.next(&self.vv, context)?;
+        self.update_at(context, dot, content)?;
+        Ok(dot)
+    }
+
+    /// Applies a client write numbered `dot`: the siblings `context` covers are
     /// superseded, every other sibling stays as a concurrent one, and the new content gets
-    /// the next dot of `actor`. A sibling with content identical to the new one is
-    /// superseded too: the new dot is created knowing it, so nothing concurrent is lost.
+    /// `dot`. A sibling with content identical to the new one is superseded too: the new
+    /// dot is created knowing it, so nothing concurrent is lost.
     ///
     /// # Errors
     /// [`Error::TooManySiblings`] when the result would hold more than [`SIBLING_LIMIT`]
-    /// live siblings, [`Error::BadContext`] when `actor`'s counter cannot advance; the
-    /// object is then unchanged.
-    pub fn update(&mut self, context: &VersionVector, actor: Actor, content: Content) -> Result<Dot, Error> {
+    /// live siblings; [`Error::BadContext`] when `dot` does not follow both the object's
+    /// and the context's history of its actor. The object is then unchanged.
+    pub fn update_at(&mut self, context: &VersionVector, dot: Dot, content: Content) -> Result<(), Error> {
+        if dot.counter <= self.vv.get(dot.actor).max(context.get(dot.actor)) {
+            return Err(Error::BadContext(format!(
+                "{dot:?} does not follow the history it was numbered from"
+            )));
+        }
         let survives = |s: &Sibling| !context.covers(s.dot) && s.content != content;
         let live_after = self.siblings.iter().filter(|s| survives(s) && !s.content.is_tombstone()).count()
             + usize::from(!content.is_tombstone());
         if live_after > SIBLING_LIMIT {
             return Err(Error::TooManySiblings { count: live_after, limit: SIBLING_LIMIT });
         }
-        let counter = self.vv.get(actor).max(context.get(actor)).checked_add(1).ok_or_else(|| {
-            Error::BadContext(
-                "the context's counter for this node is at its maximum; no later version can follow it"
-                    .into(),
-            )
-        })?;
-        let dot = Dot { actor, counter };
         self.siblings.retain(survives);
         self.siblings.push(Sibling { dot, content });
         self.siblings.sort_by_key(|s| s.dot);
         self.vv.join(context);
         self.vv.add(dot);
-        Ok(dot)
+        Ok(())
     }
 
     /// Replica-to-replica sync: keeps every sibling that the other side has not seen

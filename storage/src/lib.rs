@@ -10,6 +10,7 @@
 //! - [`merkle`]: per-partition Merkle trees, updated by XOR deltas on every write.
 //! - [`record`]: the CRC-framed on-disk record.
 //! - [`store`]: the fjall-backed store with per-key read-modify-write and group commit.
+//! - [`versions`]: numbering versions, the one place a dot is made, so none is made twice.
 //! - [`background`]: keeping fjall's flushes and compactions out of the requests' way.
 //! - `commit`: the group-commit primitive; `journal`: fsyncing the journal outside fjall's lock.
 
@@ -22,9 +23,13 @@ pub mod merkle;
 pub mod record;
 pub mod store;
 pub mod token;
+pub mod versions;
 
 pub use causal::{Actor, Content, Dot, Object, SIBLING_LIMIT, SIBLING_WARN, Sibling, VersionVector, unix_ms};
 pub use error::Error;
 pub use merkle::Tree;
-pub use store::{Durability, Entry, Hint, KeyShapes, ObjectKey, Store, StoreOptions, StoreStats};
+pub use store::{
+    Durability, Entry, Hint, KeyShapes, ObjectKey, Removal, Store, StoreOptions, StoreStats, VersionsInfo,
+};
 pub use token::{TokenKey, decode_context, encode_context};
+pub use versions::{Issuer, StartKind};

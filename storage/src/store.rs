@@ -17,11 +17,16 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 
 use crate::Error;
 use crate::background;
-use crate::causal::{Object, unix_ms};
+use crate::causal::{Content, Dot, Object, VersionVector, unix_ms};
 use crate::commit::GroupCommit;
 use crate::journal::JournalSync;
 use crate::merkle::{self, Forest, Tree};
 use crate::record;
+use crate::versions::{self, Issuer, StartKind};
+
+/// Meta names of the version issuer's state and of the clean-stop mark.
+const META_VERSIONS: &str = "versions";
+const META_CLEAN_STOP: &str = "clean_stop";
 
 /// Writes to one key are serialised by one of these locks (read-modify-write).
 const LOCK_STRIPES: usize = 1024;
@@ -165,6 +170,33 @@ pub struct StoreStats {
     pub hints_written: AtomicU64,
     /// Hints dropped undelivered because they outlived the hint TTL.
     pub hints_expired: AtomicU64,
+    /// Times this node took a new actor because it may have lost versions it numbered.
+    pub actor_renewals: AtomicU64,
+}
+
+/// Why an object leaves this replica's data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removal {
+    /// A tombstone every replica holds, past its grace period: the key's history is
+    /// deleted everywhere.
+    Reap,
+    /// Data of a partition this node no longer replicates, now kept for its owners: its
+    /// versions live on elsewhere.
+    HandedOff,
+}
+
+/// What `/v1/status` shows of how this node numbers versions.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct VersionsInfo {
+    /// The actor this node numbers versions as, in hex.
+    pub actor: String,
+    pub epoch: u64,
+    /// Every version is numbered above this (raised by reaps).
+    pub floor: u64,
+    /// How the actor was chosen at start.
+    pub last_start: StartKind,
+    /// Partitions whose next write needs a new actor.
+    pub renew_pending: usize,
 }
 
 /// How a store is opened.
@@ -202,6 +234,9 @@ pub struct Store {
     synced_seqno: AtomicU64,
     /// Hints older than this many milliseconds are dropped, not delivered (0: never).
     hint_ttl_ms: AtomicU64,
+    /// Numbers this node's versions; `None` until [`Store::start_versions`].
+    issuer: Mutex<Option<Issuer>>,
+    last_start: Mutex<Option<StartKind>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -242,6 +277,124 @@ impl Store {
             journal: JournalSync::new(path),
             synced_seqno: AtomicU64::new(0),
             hint_ttl_ms: AtomicU64::new(0),
+            issuer: Mutex::new(None),
+            last_start: Mutex::new(None),
+        })
+    }
+
+    /// Starts numbering versions as `node_id`: resumes the stored actor if the last stop
+    /// was clean ([`Store::close_cleanly`]), otherwise takes a new one, since the versions
+    /// an unclean stop lost may live on other replicas (see [`crate::versions`]). Call
+    /// once, before the first [`Store::coordinate`].
+    pub fn start_versions(&self, node_id: &str) -> Result<StartKind, Error> {
+        let stored = self.meta.get(META_VERSIONS)?;
+        let resumable = stored.as_deref().and_then(|b| versions::decode(node_id, b));
+        let clean = self.meta.get(META_CLEAN_STOP)?.map(|v| v.to_vec());
+        // From here until the next clean stop, a crash is unclean.
+        self.meta.remove(META_CLEAN_STOP)?;
+        let (kind, issuer) = match resumable {
+            Some(i) if clean.as_deref() == Some(&i.epoch().to_le_bytes()[..]) => (StartKind::Clean, i),
+            Some(_) => (StartKind::Unclean, Issuer::new(node_id, versions::random_u64(), 0, false)),
+            None if stored.is_some() => {
+                (StartKind::Unclean, Issuer::new(node_id, versions::random_u64(), 0, false))
+            }
+            None => (StartKind::New, Issuer::new(node_id, versions::random_u64(), 0, false)),
+        };
+        self.meta.insert(META_VERSIONS, versions::encode(&issuer))?;
+        self.sync()?;
+        tracing::info!(actor = %format!("{:016x}", issuer.actor().0), epoch = issuer.epoch(), start = ?kind, "numbering versions");
+        *self.issuer.lock().unwrap_or_else(PoisonError::into_inner) = Some(issuer);
+        *self.last_start.lock().unwrap_or_else(PoisonError::into_inner) = Some(kind);
+        Ok(kind)
+    }
+
+    /// Fsyncs everything and marks the stop clean, so the next start keeps this node's
+    /// actor. Call last, once nothing writes any more.
+    pub fn close_cleanly(&self) -> Result<(), Error> {
+        self.db.persist(PersistMode::SyncAll)?;
+        if let Some(issuer) = self.issuer.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            self.meta.insert(META_VERSIONS, versions::encode(issuer))?;
+            self.meta.insert(META_CLEAN_STOP, issuer.epoch().to_le_bytes())?;
+        }
+        self.db.persist(PersistMode::SyncAll)?;
+        Ok(())
+    }
+
+    /// How this node numbers versions, for status; `None` before [`Store::start_versions`].
+    pub fn versions(&self) -> Option<VersionsInfo> {
+        let issuer = self.issuer.lock().unwrap_or_else(PoisonError::into_inner).clone()?;
+        let last_start = (*self.last_start.lock().unwrap_or_else(PoisonError::into_inner))?;
+        Some(VersionsInfo {
+            actor: format!("{:016x}", issuer.actor().0),
+            epoch: issuer.epoch(),
+            floor: issuer.floor(),
+            last_start,
+            renew_pending: issuer.pending_renewals(),
+        })
+    }
+
+    /// Runs `f` on the issuer, storing its state (in the journal) if `f` says it changed.
+    fn with_issuer<T>(&self, f: impl FnOnce(&mut Issuer) -> (T, bool)) -> Result<T, Error> {
+        let mut guard = self.issuer.lock().unwrap_or_else(PoisonError::into_inner);
+        let issuer = guard
+            .as_mut()
+            .ok_or_else(|| Error::Unavailable("this store does not number versions yet".into()))?;
+        let (out, changed) = f(issuer);
+        if changed {
+            self.meta.insert(META_VERSIONS, versions::encode(issuer))?;
+        }
+        Ok(out)
+    }
+
+    /// This node may have lost versions it numbered in `partition` (`why` says how): the
+    /// next write it coordinates there is numbered by a new actor.
+    fn lost_versions_in(&self, partition: u32, why: &str) {
+        if self.issuer.lock().unwrap_or_else(PoisonError::into_inner).is_none() {
+            return;
+        }
+        match self.with_issuer(|i| {
+            let changed = i.lost_partition(partition);
+            (changed, changed)
+        }) {
+            Ok(true) => tracing::info!(
+                partition,
+                why,
+                "this node may have lost versions it numbered here: its next write here takes a new actor"
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::error!(partition, error = %e, "could not record lost versions"),
+        }
+    }
+
+    /// Applies a client write as its coordinator: supersedes what `context` covers,
+    /// keeps every concurrent sibling, and numbers the new version with this node's next
+    /// dot for the key, which no version anywhere holds (see [`crate::versions`]).
+    /// Returns the resulting object and the new dot.
+    ///
+    /// # Errors
+    /// As [`Object::update_at`]; [`Error::Unavailable`] before [`Store::start_versions`].
+    pub fn coordinate(
+        &self,
+        key: ObjectKey<'_>,
+        context: &VersionVector,
+        content: Content,
+        durability: Durability,
+    ) -> Result<(Object, Dot), Error> {
+        self.update(key, durability, |obj| {
+            let (dot, renewed) = self.with_issuer(|i| {
+                let renewed = i.must_renew(key.partition) && i.lost(versions::random_u64());
+                ((i.next(obj.context(), context), renewed), renewed)
+            })?;
+            if renewed {
+                self.stats.actor_renewals.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    partition = key.partition,
+                    "this node may have lost versions it numbered in this partition: it now numbers as a new actor"
+                );
+            }
+            let dot = dot?;
+            obj.update_at(context, dot, content)?;
+            Ok(dot)
         })
     }
 
@@ -306,6 +459,18 @@ impl Store {
         durability: Durability,
     ) -> Result<Object, Error> {
         self.update(key, durability, |obj| {
+            let ahead = self
+                .issuer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .is_some_and(|i| i.proves_loss(obj.context(), incoming.context()));
+            if ahead {
+                self.lost_versions_in(
+                    key.partition,
+                    "another replica holds newer versions this node numbered",
+                );
+            }
             obj.merge(incoming);
             Ok(())
         })
@@ -363,8 +528,11 @@ impl Store {
     }
 
     /// Removes an object if its record still hashes to `expected` (what every replica
-    /// agreed on); returns whether it did. Used to reap tombstones.
-    pub fn remove_if(&self, key: ObjectKey<'_>, expected: u64) -> Result<bool, Error> {
+    /// agreed on, or what was handed off); returns whether it did. What this node may
+    /// have forgotten is recorded first (see [`crate::versions`]): a reaped tombstone
+    /// raises the floor its next versions are numbered above; handed-off data makes the
+    /// next write of its partition here take a new actor.
+    pub fn remove_if(&self, key: ObjectKey<'_>, expected: u64, why: Removal) -> Result<bool, Error> {
         let stored = key.encode();
         let _guard = self.lock(&stored);
         let Some(bytes) = self.data.get(&stored)? else {
@@ -372,6 +540,20 @@ impl Store {
         };
         if merkle::item_hash(&stored, &bytes) != expected {
             return Ok(false);
+        }
+        match why {
+            // Stored (in the journal, before the removal) so that no restart can find the
+            // tombstone gone and the floor below it.
+            Removal::Reap => {
+                if let Ok(obj) = self.decode(key, &bytes)
+                    && self.issuer.lock().unwrap_or_else(PoisonError::into_inner).is_some()
+                {
+                    self.with_issuer(|i| ((), i.reaping(obj.context())))?;
+                }
+            }
+            Removal::HandedOff => {
+                self.lost_versions_in(key.partition, "its data was handed to the new owners")
+            }
         }
         self.data.remove(stored.as_slice())?;
         self.forest().apply(key.partition, &stored, expected);
@@ -549,7 +731,7 @@ impl Store {
         // Too short for a time stamp: decoding it as a record reports it as corrupt.
         let (since, record) =
             bytes.split_first_chunk::<8>().map_or((0, bytes), |(s, r)| (u64::from_be_bytes(*s), r));
-        Ok((since, self.decode(key, record)?))
+        Ok((since, self.decode_record(key, record)?))
     }
 
     /// Merges `object` into the hint kept here for `target` (a replica that missed it).
@@ -723,7 +905,15 @@ impl Store {
         Ok(())
     }
 
+    /// Decodes a data record. A record that fails its checks may have held versions
+    /// this node numbered: its partition's next write here takes a new actor.
     fn decode(&self, key: ObjectKey<'_>, bytes: &[u8]) -> Result<Object, Error> {
+        self.decode_record(key, bytes).inspect_err(|_| {
+            self.lost_versions_in(key.partition, "a record failed its checks");
+        })
+    }
+
+    fn decode_record(&self, key: ObjectKey<'_>, bytes: &[u8]) -> Result<Object, Error> {
         record::decode(bytes).map_err(|fault| {
             self.stats.corrupt_records.fetch_add(1, Ordering::Relaxed);
             tracing::error!(

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use quorumkv_storage::{Actor, Content, Durability, Error, ObjectKey, Store, VersionVector};
+use quorumkv_storage::{Actor, Content, Durability, Error, ObjectKey, Removal, Store, VersionVector};
 
 const BUCKET: &[u8] = b"users";
 
@@ -290,6 +290,7 @@ fn merkle_trees_follow_writes_match_a_rebuild_and_agree_across_replicas() {
                 .find(|e| e.key == k.as_bytes())
                 .expect("entry")
                 .hash,
+            Removal::HandedOff,
         )
         .expect("remove");
         b.merge(key(k), o, Durability::Journal).expect("merge");

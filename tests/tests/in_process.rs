@@ -768,6 +768,35 @@ async fn a_copy_sent_to_a_non_replica_is_kept_for_the_owners_and_said_so() {
 }
 
 #[tokio::test]
+async fn a_forwarded_write_that_reaches_a_non_replica_is_refused_and_numbers_nothing() {
+    // A node that does not replicate a key holds none of its versions (or stale ones), so
+    // it must not number the next one: it refuses, and stores nothing.
+    let mut c = InProcess::start(4, 3, |_| {}).await;
+    let outsider = NodeId(name(3));
+    let key = key_not_replicated_by(&c, 3, "f");
+    let req = Request::Coordinate {
+        key: c.key("b", &key),
+        context: none(),
+        content: Content::value("text/plain", "x"),
+        w: 2,
+        dw: 0,
+        sloppy: true,
+        timeout_ms: 2000,
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    match c.node(0).replicas.request(&outsider, &req, deadline).await {
+        Err(Error::Unavailable(why)) => assert!(why.contains("not a replica"), "{why}"),
+        other => panic!("a non-replica must refuse to coordinate, got {other:?}"),
+    }
+    assert_eq!(c.local(3, &key).await, None, "nothing stored");
+    assert_eq!(c.node(3).replicas.local().hint_counts().await.expect("hints"), vec![], "nor kept as a hint");
+    // Through the outsider, the write is forwarded to a replica and lands.
+    c.put(3, &key, "landed", 2, false, &none()).await.expect("forwarded");
+    assert_eq!(values(c.get(0, &key, 2).await.expect("read").as_ref()), ["landed"]);
+    c.stop_all().await;
+}
+
+#[tokio::test]
 async fn stray_data_is_handed_to_its_owners_never_served_and_deleted() {
     let mut c = InProcess::start(4, 3, |_| {}).await;
     let outsider = NodeId(name(3));
@@ -1009,6 +1038,69 @@ async fn the_cluster_grows_shrinks_and_replaces_nodes_under_load_without_losing_
     // A change that would leave fewer than N members is refused.
     let e = c.node(0).cluster.stage(StageOp::Leave(NodeId(name(1)))).expect_err("fewer than N");
     assert!(e.to_string().contains("fewer than N"), "{e}");
+    c.stop_all().await;
+}
+
+#[tokio::test]
+async fn a_node_that_left_and_rejoined_never_reuses_a_version_it_handed_off() {
+    // node-4 coordinates versions of keys it replicates, leaves (handing them to the new
+    // owners and deleting its copies), joins again, and takes blind writes of the same
+    // keys at once, before anti-entropy has given its data back. Numbering from its
+    // empty store would reuse the dots of the versions it handed off; the other replicas
+    // would take the new writes for versions they already hold and drop them.
+    use quorumkv_node::cluster::StageOp;
+    let mut c = InProcess::start(4, 3, |cfg| cfg.aae_interval_ms = 3_600_000).await;
+    let me = NodeId(name(3));
+    let ring = c.node(0).cluster.ring().expect("a layout");
+    let keys: Vec<String> = (0..)
+        .map(|k| format!("r{k}"))
+        .filter(|k| ring.primaries(c.key("b", k).partition()).contains(&me))
+        .take(40)
+        .collect();
+    for k in &keys {
+        let first = c.put(3, k, "v1", 3, false, &none()).await.expect("v1");
+        c.put(3, k, "v2", 3, false, first.context()).await.expect("v2");
+    }
+    c.node(0).cluster.stage(StageOp::Leave(me.clone())).expect("stage leave");
+    c.node(0).cluster.commit().await.expect("commit");
+    eventually("node-4 handed everything off", Duration::from_secs(30), || async {
+        for i in 0..3 {
+            c.node(i).anti_entropy.trigger(None);
+        }
+        let _ = strays(&c, 3).await;
+        for k in &keys {
+            if c.local(3, k).await.is_some() {
+                return None;
+            }
+        }
+        c.node(3).cluster.previous_version().is_none().then_some(())
+    })
+    .await;
+    c.node(0).cluster.stage(StageOp::Join(me.clone())).expect("stage join");
+    c.node(0).cluster.commit().await.expect("commit");
+    eventually("node-4 has the layout that gives it partitions again", Duration::from_secs(10), || async {
+        c.node(3).cluster.ring().ok()?.partitions_of(&me).is_empty().then_some(()).xor(Some(()))
+    })
+    .await;
+    let ring = c.node(3).cluster.ring().expect("a layout");
+    let mine: Vec<&String> =
+        keys.iter().filter(|k| ring.primaries(c.key("b", k).partition()).contains(&me)).collect();
+    assert!(!mine.is_empty(), "node-4 replicates some of the keys again");
+    for k in &mine {
+        c.put(3, k, "y", 2, true, &none()).await.expect("a blind write through node-4");
+    }
+    for k in &mine {
+        eventually(&format!("{k} holds v2 and y everywhere"), Duration::from_secs(30), || async {
+            for i in 0..4 {
+                c.node(i).anti_entropy.trigger(None);
+            }
+            let mut got = values(c.get(0, k, 3).await.ok()?.as_ref());
+            got.sort();
+            (got == ["v2", "y"]).then_some(())
+        })
+        .await;
+    }
+    assert_eq!(counter(&c, 3, "quorumkv_actor_renewals").await, 1.0, "one new actor, not one per key");
     c.stop_all().await;
 }
 
