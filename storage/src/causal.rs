@@ -274,26 +274,33 @@ impl Object {
     /// Replica-to-replica sync: keeps every sibling that the other side has not seen
     /// superseded, and joins the histories. Commutative, associative, idempotent.
     pub fn merge(&mut self, other: &Object) {
-        let ours = std::mem::take(&mut self.siblings);
-        let mut merged: Vec<Sibling> = Vec::with_capacity(ours.len() + other.siblings.len());
-        for s in ours {
+        let mut merged: Vec<Sibling> = Vec::with_capacity(self.siblings.len() + other.siblings.len());
+        for s in &other.siblings {
+            // Two versions under one dot cannot happen (docs/DESIGN.md, decision 20); were
+            // it to, both are kept here and every replica keeps the same one below, so
+            // replicas still converge.
+            let rival = || self.sibling(s.dot).is_some_and(|ours| ours.content != s.content);
+            if !self.vv.covers(s.dot) || rival() {
+                merged.push(s.clone());
+            }
+        }
+        for s in std::mem::take(&mut self.siblings) {
             if other.has_dot(s.dot) || !other.vv.covers(s.dot) {
                 merged.push(s);
             }
         }
-        for s in &other.siblings {
-            if !self.vv.covers(s.dot) {
-                merged.push(s.clone());
-            }
-        }
-        merged.sort_by_key(|s| s.dot);
+        merged.sort_by(|a, b| a.dot.cmp(&b.dot).then_with(|| content_order(&b.content, &a.content)));
         merged.dedup_by_key(|s| s.dot);
         self.siblings = merged;
         self.vv.join(&other.vv);
     }
 
     fn has_dot(&self, dot: Dot) -> bool {
-        self.siblings.binary_search_by_key(&dot, |s| s.dot).is_ok()
+        self.sibling(dot).is_some()
+    }
+
+    fn sibling(&self, dot: Dot) -> Option<&Sibling> {
+        self.siblings.binary_search_by_key(&dot, |s| s.dot).ok().map(|i| &self.siblings[i])
     }
 
     /// Whether a client reading this object finds a value: a sibling that is not a
@@ -335,10 +342,35 @@ impl Object {
     }
 }
 
+/// A total order on contents, for the one tie merge must break the same way everywhere.
+fn content_order(a: &Content, b: &Content) -> std::cmp::Ordering {
+    let key = |c: &Content| match c {
+        Content::Value { content_type, bytes } => (1u8, content_type.as_bytes().to_vec(), bytes.clone(), 0),
+        Content::Tombstone { deleted_at_ms } => (0u8, Vec::new(), Bytes::new(), *deleted_at_ms),
+    };
+    key(a).cmp(&key(b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn two_versions_under_one_dot_merge_the_same_way_on_every_replica() {
+        let dot = Dot { actor: actor(1), counter: 1 };
+        let one = |v: &str| {
+            let mut o = Object::new();
+            o.update_at(&VersionVector::new(), dot, val(v)).expect("update");
+            o
+        };
+        let (a, b) = (one("a"), one("b"));
+        let mut ab = a.clone();
+        ab.merge(&b);
+        let mut ba = b.clone();
+        ba.merge(&a);
+        assert_eq!(ab, ba, "replicas holding different versions under one dot must still converge");
+    }
 
     fn actor(i: u8) -> Actor {
         Actor::new(&format!("node-{i}"), 1)
