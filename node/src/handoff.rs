@@ -92,7 +92,7 @@ impl Handoff {
             .iter()
             .filter_map(|h| {
                 let key = Key::placed(q, h.partition, h.bucket.clone().into(), h.key.clone().into()).ok()?;
-                Some(Item { key, object: h.object.clone() })
+                Some(Item { key, object: h.object() })
             })
             .collect();
         let deadline = Instant::now() + Duration::from_secs(10);

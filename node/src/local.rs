@@ -442,7 +442,7 @@ impl LocalStore {
         self.run(move |s| {
             let mut removed = 0;
             for h in &hints {
-                if s.remove_hint_if_unchanged(target.as_str(), h.object_key(), &h.object)? {
+                if s.remove_hint_if_unchanged(target.as_str(), h.object_key(), &h.object())? {
                     removed += 1;
                 }
             }
@@ -469,14 +469,15 @@ impl LocalStore {
                 let Some(last) = hints.last() else { break };
                 cursor = Some(last.cursor.clone());
                 for h in &hints {
+                    let object = h.object();
                     for owner in ring.primaries(h.partition) {
                         if *owner == me {
-                            s.merge(h.object_key(), &h.object, Durability::Journal)?;
+                            s.merge(h.object_key(), &object, Durability::Journal)?;
                         } else {
-                            s.put_hint(owner.as_str(), h.object_key(), &h.object)?;
+                            s.put_hint(owner.as_str(), h.object_key(), &object)?;
                         }
                     }
-                    if s.remove_hint_if_unchanged(target.as_str(), h.object_key(), &h.object)? {
+                    if s.remove_hint_if_unchanged(target.as_str(), h.object_key(), &object)? {
                         moved += 1;
                     }
                 }
@@ -645,7 +646,7 @@ impl LocalStore {
         object: Object,
         now_ms: u64,
     ) -> Result<(), Error> {
-        self.run(move |s| s.put_hint_at(target.as_str(), key.as_object_key(), &object, now_ms)).await
+        self.run(move |s| s.put_hint_since(target.as_str(), key.as_object_key(), &object, now_ms)).await
     }
 }
 
