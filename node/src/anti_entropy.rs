@@ -33,7 +33,7 @@ use crate::error::Error;
 use crate::key::Key;
 use crate::local::LocalStore;
 use crate::metrics::Metrics;
-use crate::peer::wire::{Item, KeyHash, Request, Response};
+use crate::peer::wire::{AgedItem, Item, KeyHash, Request, Response};
 use crate::replica::Replicas;
 use crate::worker::{WorkState, Worker};
 
@@ -353,10 +353,12 @@ impl AntiEntropy {
                 e.object = object;
             }
         }
-        let items: Vec<Item> = want
+        // Stored data carries no age: a receiver that no longer owns the key does not keep
+        // it as a hint (we still hold it).
+        let items: Vec<AgedItem> = want
             .into_iter()
             .filter_map(|k| ours.remove_entry(&k))
-            .map(|(key, e)| Item { key, object: e.object })
+            .map(|(key, e)| AgedItem { key, object: e.object, kept_since_ms: None })
             .collect();
         if !items.is_empty() {
             out.repaired += items.len() as u64;
