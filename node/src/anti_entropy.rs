@@ -13,6 +13,8 @@
 //! So a delete that some replica missed is first spread by the exchange, and a key never
 //! comes back because one replica forgot it early. The grace period must outlast hint
 //! delivery: a hint older than the tombstone, delivered after the reap, would revive it.
+//! Hints therefore expire after the grace period, counted from when their oldest version
+//! was first kept, however often they were re-hinted (DESIGN.md, decision 7).
 //!
 //! Trees are rebuilt from storage at start and every `rebuild_interval` (a full scan on a
 //! blocking thread, while requests go on), which also catches records that rotted.
