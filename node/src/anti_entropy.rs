@@ -13,6 +13,8 @@
 //! So a delete that some replica missed is first spread by the exchange, and a key never
 //! comes back because one replica forgot it early. The grace period must outlast hint
 //! delivery: a hint older than the tombstone, delivered after the reap, would revive it.
+//! Hints therefore expire after the grace period, counted from when their oldest version
+//! was first kept, however often they were re-hinted (DESIGN.md, decision 7).
 //!
 //! Trees are rebuilt from storage at start and every `rebuild_interval` (a full scan on a
 //! blocking thread, while requests go on), which also catches records that rotted.
@@ -33,7 +35,7 @@ use crate::error::Error;
 use crate::key::Key;
 use crate::local::LocalStore;
 use crate::metrics::Metrics;
-use crate::peer::wire::{Item, KeyHash, Request, Response};
+use crate::peer::wire::{AgedItem, Item, KeyHash, Request, Response};
 use crate::replica::Replicas;
 use crate::worker::{WorkState, Worker};
 
@@ -353,10 +355,12 @@ impl AntiEntropy {
                 e.object = object;
             }
         }
-        let items: Vec<Item> = want
+        // Stored data carries no age: a receiver that no longer owns the key does not keep
+        // it as a hint (we still hold it).
+        let items: Vec<AgedItem> = want
             .into_iter()
             .filter_map(|k| ours.remove_entry(&k))
-            .map(|(key, e)| Item { key, object: e.object })
+            .map(|(key, e)| AgedItem { key, object: e.object, kept_since_ms: None })
             .collect();
         if !items.is_empty() {
             out.repaired += items.len() as u64;

@@ -21,7 +21,7 @@ use crate::error::Error;
 use crate::key::Key;
 use crate::local::LocalStore;
 use crate::metrics::{Metrics, PeerLabels};
-use crate::peer::wire::{Item, Request, Response};
+use crate::peer::wire::{AgedItem, Request, Response};
 use crate::replica::Replicas;
 use crate::worker::{WorkState, Worker};
 
@@ -88,12 +88,18 @@ impl Handoff {
         let q = self.cluster.params().partitions;
         // Hints were checked when kept; one that no longer passes (kept by an older
         // version) is not sent, and stays until it expires.
-        let items: Vec<Item> = hints
+        // Each layer goes with its age, which a receiver that is no longer an owner keeps.
+        let items: Vec<AgedItem> = hints
             .iter()
             .filter_map(|h| {
                 let key = Key::placed(q, h.partition, h.bucket.clone().into(), h.key.clone().into()).ok()?;
-                Some(Item { key, object: h.object.clone() })
+                Some(h.layers.layers().iter().map(move |l| AgedItem {
+                    key: key.clone(),
+                    object: l.object.clone(),
+                    kept_since_ms: Some(l.kept_since_ms),
+                }))
             })
+            .flatten()
             .collect();
         let deadline = Instant::now() + Duration::from_secs(10);
         match self.replicas.request(target, &Request::MergeBatch { items }, deadline).await {

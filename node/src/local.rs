@@ -28,7 +28,7 @@ use quorumkv_storage::{
 use tokio::sync::oneshot;
 
 use crate::key::Key;
-use crate::peer::wire::{Item, KeyHash};
+use crate::peer::wire::{AgedItem, Item, KeyHash};
 
 /// Calls one storage thread takes from the queue at most, so others share the work.
 const MAX_BATCH: usize = 64;
@@ -378,17 +378,19 @@ impl LocalStore {
         .await
     }
 
-    /// Keeps `object` as a hint for each of `targets`, in one storage call.
+    /// Keeps `object` as a hint for each of `targets`, in one storage call, with the time
+    /// its versions were first kept (see [`Store::put_hint_since`]).
     pub async fn put_hints(
         &self,
         targets: Vec<NodeId>,
         key: Key,
         object: Object,
+        kept_since_ms: u64,
         durability: Durability,
     ) -> Result<(), Error> {
         self.run_write(durability, move |s| {
             for t in &targets {
-                s.put_hint(t.as_str(), key.as_object_key(), &object)?;
+                s.put_hint_since(t.as_str(), key.as_object_key(), &object, kept_since_ms)?;
             }
             Ok(())
         })
@@ -407,7 +409,7 @@ impl LocalStore {
     }
 
     /// Merges a batch of versions (delivered hints), answering after one fsync.
-    pub async fn merge_batch(&self, items: Vec<Item>) -> Result<(), Error> {
+    pub async fn merge_batch(&self, items: Vec<AgedItem>) -> Result<(), Error> {
         self.run_write(Durability::Synced, move |s| {
             for item in &items {
                 s.merge(item.key.as_object_key(), &item.object, Durability::Journal)?;
@@ -446,7 +448,7 @@ impl LocalStore {
         self.run(move |s| {
             let mut removed = 0;
             for h in &hints {
-                if s.remove_hint_if_unchanged(target.as_str(), h.object_key(), &h.object)? {
+                if s.remove_hint_if_unchanged(target.as_str(), h.object_key(), &h.object())? {
                     removed += 1;
                 }
             }
@@ -457,7 +459,8 @@ impl LocalStore {
 
     /// Hands every hint kept for `target` (no longer a member) to the current owners of
     /// its key under `ring`: merged here where this node (`me`) is one, kept as a hint
-    /// for each other; the old hint is removed only if it did not change meanwhile.
+    /// for each other with the age of each of its layers (so moving a hint never makes
+    /// it younger); the old hint is removed only if it did not change meanwhile.
     /// Returns how many hints were moved.
     pub async fn rehome_hints(
         &self,
@@ -473,14 +476,22 @@ impl LocalStore {
                 let Some(last) = hints.last() else { break };
                 cursor = Some(last.cursor.clone());
                 for h in &hints {
+                    let object = h.object();
                     for owner in ring.primaries(h.partition) {
                         if *owner == me {
-                            s.merge(h.object_key(), &h.object, Durability::Journal)?;
-                        } else {
-                            s.put_hint(owner.as_str(), h.object_key(), &h.object)?;
+                            s.merge(h.object_key(), &object, Durability::Journal)?;
+                            continue;
+                        }
+                        for layer in h.layers.layers() {
+                            s.put_hint_since(
+                                owner.as_str(),
+                                h.object_key(),
+                                &layer.object,
+                                layer.kept_since_ms,
+                            )?;
                         }
                     }
-                    if s.remove_hint_if_unchanged(target.as_str(), h.object_key(), &h.object)? {
+                    if s.remove_hint_if_unchanged(target.as_str(), h.object_key(), &object)? {
                         moved += 1;
                     }
                 }
@@ -604,13 +615,26 @@ impl LocalStore {
     /// Moves every key of `partition` out of this node's data: each is kept as a hint
     /// for every one of `owners`, then removed if it did not change meanwhile. Returns
     /// how many were moved. Runs on the scan thread.
+    ///
+    /// Stored data carries no write time, so a stray's age is unknown and counts as old
+    /// as can be ([`quorumkv_storage::AGE_UNKNOWN_MS`]): where a hint TTL is set, and
+    /// the node sets one, the copy is dropped, not handed over. Handing it over as if
+    /// new could revive a delete whose tombstone the owners have reaped since (this node
+    /// missed the delete). Dropping it loses nothing the owners lack in the normal
+    /// course: data turns stray when the previous layout retires, once the new owners
+    /// have synced from the replicas both layouts share (one replica changes per commit,
+    /// so they hold every acknowledged write), writes have gone to both replica sets
+    /// while the partition moved, and this node took part in the owners' anti-entropy
+    /// whenever it was up. What it can lose is a version held only here: a `w=1` write
+    /// only this node took that no exchange moved, a write no quorum acknowledged, or
+    /// data from before layouts were stored.
     pub async fn move_strays(&self, partition: u32, owners: Vec<NodeId>) -> Result<usize, Error> {
         self.scan(move |s| {
             let mut moved = 0;
             for e in s.partition_entries(partition)? {
                 let key = ObjectKey { partition, bucket: &e.bucket, key: &e.key };
                 for owner in &owners {
-                    s.put_hint(owner.as_str(), key, &e.object)?;
+                    s.put_hint_since(owner.as_str(), key, &e.object, quorumkv_storage::AGE_UNKNOWN_MS)?;
                 }
                 if s.remove_if(key, e.hash, Removal::HandedOff)? {
                     moved += 1;
@@ -661,7 +685,7 @@ impl LocalStore {
         object: Object,
         now_ms: u64,
     ) -> Result<(), Error> {
-        self.run(move |s| s.put_hint_at(target.as_str(), key.as_object_key(), &object, now_ms)).await
+        self.run(move |s| s.put_hint_since(target.as_str(), key.as_object_key(), &object, now_ms)).await
     }
 }
 

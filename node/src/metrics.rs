@@ -233,7 +233,7 @@ impl Metrics {
         let stray_keys_moved = Counter::default();
         registry.register(
             "stray_keys_moved",
-            "Keys found in this node's data for partitions it does not replicate, handed to their owners as hints",
+            "Keys moved out of this node's data for partitions it does not replicate (not kept as hints where hints expire)",
             stray_keys_moved.clone(),
         );
         let not_owner_answers = Counter::default();

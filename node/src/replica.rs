@@ -82,9 +82,13 @@ impl Replicas {
                     None => {
                         // Sent here by a coordinator with another layout: the copy is
                         // kept for the owners, and the answer says why it does not count.
+                        // Its versions are as young as now: a merge is a coordinator's
+                        // new write or read repair of versions live in replicas' data;
+                        // delivered hints come in a `MergeBatch` with their age.
                         self.metrics.not_owner_answers.inc();
                         let owners: Vec<NodeId> = primaries.to_vec();
-                        return match self.local.put_hints(owners, key, object, durability).await {
+                        let now = quorumkv_storage::unix_ms();
+                        return match self.local.put_hints(owners, key, object, now, durability).await {
                             Ok(()) => ReplicaAnswer::NotOwner { layout_version: ring.version() },
                             Err(e) => ReplicaAnswer::Failed((&Error::from(e)).into()),
                         };

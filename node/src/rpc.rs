@@ -189,7 +189,10 @@ async fn serve_one(state: &NodeState, request: Request) -> Result<Response, Erro
             for item in theirs {
                 state.metrics.not_owner_answers.inc();
                 let owners = ring.primaries(item.key.partition()).to_vec();
-                local.put_hints(owners, item.key, item.object, quorumkv_storage::Durability::Journal).await?;
+                // A delivered hint keeps its age; data of unknown age counts as old.
+                let since = item.kept_since_ms.unwrap_or(quorumkv_storage::AGE_UNKNOWN_MS);
+                let journal = quorumkv_storage::Durability::Journal;
+                local.put_hints(owners, item.key, item.object, since, journal).await?;
             }
             local.merge_batch(mine).await?;
             Ok(Response::MergedBatch { count })

@@ -6,7 +6,9 @@
 //! through them. A sweep runs once the node has a layout, again whenever the layout's
 //! version changes, and every `interval`. Each key is kept as a hint for every primary
 //! of its partition before it is removed (and only removed if it did not change
-//! meanwhile), so a crash in between leaves a copy and a hint, never neither.
+//! meanwhile), so a crash in between leaves a copy and a hint, never neither. Stored
+//! data has no known age, so where a hint TTL is set (the node sets one) the hint is
+//! already expired and the copy is dropped: see [`LocalStore::move_strays`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -76,7 +78,7 @@ impl StrayCleanup {
             tracing::warn!(
                 keys = moved,
                 layout = ring.version(),
-                "moved stray keys to their owners as hints"
+                "moved stray keys out of this node's data (as hints of unknown age: dropped where hints expire)"
             );
         }
         self.moved.fetch_add(moved, Ordering::Relaxed);

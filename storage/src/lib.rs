@@ -11,6 +11,7 @@
 //! - [`record`]: the CRC-framed on-disk record.
 //! - [`store`]: the fjall-backed store with per-key read-modify-write and group commit.
 //! - [`versions`]: numbering versions, the one place a dot is made, so none is made twice.
+//! - [`hint`]: a hint's value, layers of versions by age, and the rule that keeps its age.
 //! - [`background`]: keeping fjall's flushes and compactions out of the requests' way.
 //! - `commit`: the group-commit primitive; `journal`: fsyncing the journal outside fjall's lock.
 
@@ -18,6 +19,7 @@ pub mod background;
 pub mod causal;
 mod commit;
 mod error;
+pub mod hint;
 mod journal;
 pub mod merkle;
 pub mod record;
@@ -27,6 +29,7 @@ pub mod versions;
 
 pub use causal::{Actor, Content, Dot, Object, SIBLING_LIMIT, SIBLING_WARN, Sibling, VersionVector, unix_ms};
 pub use error::Error;
+pub use hint::{AGE_UNKNOWN_MS, HintLayer};
 pub use merkle::Tree;
 pub use store::{
     Durability, Entry, Hint, KeyShapes, ObjectKey, Removal, Store, StoreOptions, StoreStats, VersionsInfo,

@@ -19,6 +19,7 @@ use crate::Error;
 use crate::background;
 use crate::causal::{Content, Dot, Object, VersionVector, unix_ms};
 use crate::commit::GroupCommit;
+use crate::hint::{HintLayer, Layers};
 use crate::journal::JournalSync;
 use crate::merkle::{self, Forest, Tree};
 use crate::record;
@@ -94,14 +95,23 @@ pub struct Hint {
     pub partition: u32,
     pub bucket: Vec<u8>,
     pub key: Vec<u8>,
-    pub object: Object,
-    /// When the first of its versions was kept here, in milliseconds since the epoch.
-    pub kept_since_ms: u64,
+    /// Its layers not yet expired, oldest first (see [`crate::hint`]): at least one.
+    pub layers: Layers,
 }
 
 impl Hint {
     pub fn object_key(&self) -> ObjectKey<'_> {
         ObjectKey { partition: self.partition, bucket: &self.bucket, key: &self.key }
+    }
+
+    /// Every version the hint holds, merged: what its delivery carries.
+    pub fn object(&self) -> Object {
+        self.layers.merged()
+    }
+
+    /// When the oldest of its versions was first kept, in milliseconds since the epoch.
+    pub fn kept_since_ms(&self) -> u64 {
+        self.layers.layers().first().map_or(0, |l| l.kept_since_ms)
     }
 }
 
@@ -117,16 +127,6 @@ fn hint_prefix(target: &str) -> Vec<u8> {
 fn hint_key(target: &str, key: ObjectKey<'_>) -> Vec<u8> {
     let mut out = hint_prefix(target);
     out.extend_from_slice(&key.encode());
-    out
-}
-
-/// A hint's stored value: when it was first kept (milliseconds since the epoch, 8 bytes
-/// big-endian), then the object's record.
-fn hint_value(kept_since_ms: u64, object: &Object) -> Vec<u8> {
-    let record = record::encode(object);
-    let mut out = Vec::with_capacity(8 + record.len());
-    out.extend_from_slice(&kept_since_ms.to_be_bytes());
-    out.extend_from_slice(&record);
     out
 }
 
@@ -726,30 +726,45 @@ impl Store {
         ttl > 0 && now_ms.saturating_sub(kept_since_ms) > ttl
     }
 
-    /// Splits a stored hint value into when it was first kept and its object.
-    fn decode_hint(&self, key: ObjectKey<'_>, bytes: &[u8]) -> Result<(u64, Object), Error> {
-        // Too short for a time stamp: decoding it as a record reports it as corrupt.
-        let (since, record) =
-            bytes.split_first_chunk::<8>().map_or((0, bytes), |(s, r)| (u64::from_be_bytes(*s), r));
-        Ok((since, self.decode_record(key, record)?))
+    /// Decodes a stored hint value into its layers.
+    fn decode_hint(&self, key: ObjectKey<'_>, bytes: &[u8]) -> Result<Layers, Error> {
+        let layers = Layers::frames(bytes)
+            .into_iter()
+            .map(|(kept_since_ms, record)| {
+                Ok(HintLayer { kept_since_ms, object: self.decode_record(key, record)? })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        Ok(Layers::from_frames(layers))
     }
 
-    /// Merges `object` into the hint kept here for `target` (a replica that missed it).
-    /// Hints are keyed `target length ‖ target ‖ data key`, so one target's hints are one
-    /// prefix scan; they are as durable as any write. A hint keeps the time its first
-    /// version was kept, which is what its expiry counts from.
+    /// Drops the layers of `layers` that outlived the hint TTL at `now_ms`, counting them.
+    fn expire_layers(&self, layers: &mut Layers, now_ms: u64) -> usize {
+        let expired = layers.expire(|since| self.hint_expired(since, now_ms));
+        self.stats.hints_expired.fetch_add(expired as u64, Ordering::Relaxed);
+        expired
+    }
+
+    /// Merges `object` into the hint kept here for `target` (a replica that missed it), as
+    /// a version written now. Hints are keyed `target length ‖ target ‖ data key`, so one
+    /// target's hints are one prefix scan; they are as durable as any write. A hint keeps
+    /// the time each of its versions was first kept, which is what their expiry counts
+    /// from (see [`crate::hint`]).
     pub fn put_hint(&self, target: &str, key: ObjectKey<'_>, object: &Object) -> Result<(), Error> {
-        self.put_hint_at(target, key, object, unix_ms())
+        self.put_hint_since(target, key, object, unix_ms())
     }
 
-    /// [`Store::put_hint`] as if the time were `now_ms` (milliseconds since the epoch).
-    #[doc(hidden)]
-    pub fn put_hint_at(
+    /// Keeps `object` as a hint for `target` whose versions were first kept (as a hint, or
+    /// written) at `kept_since_ms`: what a hint moved or delivered elsewhere passes on, so
+    /// that re-hinting never makes a version younger. A time later than now counts as now
+    /// (a peer's clock ahead of ours does not lengthen a hint's life); versions already
+    /// older than the hint TTL are not kept, only counted as expired.
+    /// [`crate::hint::AGE_UNKNOWN_MS`] is the age of versions whose age is unknown.
+    pub fn put_hint_since(
         &self,
         target: &str,
         key: ObjectKey<'_>,
         object: &Object,
-        now_ms: u64,
+        kept_since_ms: u64,
     ) -> Result<(), Error> {
         key.check()?;
         if target.is_empty() || target.len() > ObjectKey::MAX_BUCKET_BYTES {
@@ -759,36 +774,56 @@ impl Store {
             )));
         }
         self.stats.hints_written.fetch_add(1, Ordering::Relaxed);
+        let now_ms = unix_ms();
+        let since = kept_since_ms.min(now_ms);
+        if self.hint_expired(since, now_ms) {
+            self.stats.hints_expired.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(target, partition = key.partition, "not kept: older than the hint TTL");
+            return Ok(());
+        }
         let stored = hint_key(target, key);
         let _guard = self.lock(&stored);
-        let (since, mut merged) = match self.hints.get(&stored)? {
-            Some(bytes) => self.decode_hint(key, &bytes).unwrap_or((now_ms, Object::new())),
-            None => (now_ms, Object::new()),
+        // A corrupt hint is replaced: anti-entropy covers what it held.
+        let mut layers = match self.hints.get(&stored)? {
+            Some(bytes) => self.decode_hint(key, &bytes).unwrap_or_default(),
+            None => Layers::default(),
         };
-        let before = merged.clone();
-        merged.merge(object);
-        if merged != before || before == Object::new() {
-            self.hints.insert(stored, hint_value(since, &merged))?;
+        let expired = self.expire_layers(&mut layers, now_ms) > 0;
+        if layers.add(object, since) || expired {
+            self.hints.insert(stored, layers.encode())?;
         }
         Ok(())
     }
 
-    /// The hint kept for `target` about one key, if any and not expired.
+    /// The hint kept for `target` about one key (its layers not expired, merged), if any.
     pub fn get_hint(&self, target: &str, key: ObjectKey<'_>) -> Result<Option<Object>, Error> {
         match self.hints.get(hint_key(target, key))? {
             None => Ok(None),
             Some(bytes) => {
-                let (since, object) = self.decode_hint(key, &bytes)?;
-                Ok((!self.hint_expired(since, unix_ms())).then_some(object))
+                let mut layers = self.decode_hint(key, &bytes)?;
+                let now = unix_ms();
+                layers.expire(|since| self.hint_expired(since, now));
+                Ok((!layers.is_empty()).then(|| layers.merged()))
             }
         }
     }
 
     /// Up to `limit` hints for `target`, in key order, starting after `after` (a
-    /// [`Hint::cursor`] of a previous call). Expired hints (see [`Store::set_hint_ttl`])
+    /// [`Hint::cursor`] of a previous call). Expired layers (see [`Store::set_hint_ttl`])
     /// are deleted on the way and counted in [`StoreStats::hints_expired`].
     pub fn scan_hints(&self, target: &str, after: Option<&[u8]>, limit: usize) -> Result<Vec<Hint>, Error> {
-        let now = unix_ms();
+        self.scan_hints_at(target, after, limit, unix_ms())
+    }
+
+    /// [`Store::scan_hints`] as if the time were `now_ms` (milliseconds since the epoch).
+    #[doc(hidden)]
+    pub fn scan_hints_at(
+        &self,
+        target: &str,
+        after: Option<&[u8]>,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<Vec<Hint>, Error> {
         let prefix = hint_prefix(target);
         let mut out = Vec::new();
         let start: Vec<u8> = match after {
@@ -810,17 +845,20 @@ impl Store {
             };
             let object_key = ObjectKey { partition, bucket, key };
             match self.decode_hint(object_key, &v) {
-                Ok((since, _)) if self.hint_expired(since, now) => {
-                    self.remove_expired_hint(&k, object_key, now)?;
+                Ok(mut layers) => {
+                    if layers.expire(|since| self.hint_expired(since, now_ms)) > 0 {
+                        self.remove_expired_hint(&k, object_key, now_ms)?;
+                    }
+                    if !layers.is_empty() {
+                        out.push(Hint {
+                            cursor: k.to_vec(),
+                            partition,
+                            bucket: bucket.to_vec(),
+                            key: key.to_vec(),
+                            layers,
+                        });
+                    }
                 }
-                Ok((kept_since_ms, object)) => out.push(Hint {
-                    cursor: k.to_vec(),
-                    partition,
-                    bucket: bucket.to_vec(),
-                    key: key.to_vec(),
-                    object,
-                    kept_since_ms,
-                }),
                 // A corrupt hint cannot be delivered; anti-entropy covers its key.
                 Err(_) => {
                     self.hints.remove(k.to_vec())?;
@@ -830,17 +868,20 @@ impl Store {
         Ok(out)
     }
 
-    /// Deletes the hint stored under `stored` if it is (still) expired.
+    /// Deletes the expired layers of the hint stored under `stored` (and the hint once
+    /// none is left).
     fn remove_expired_hint(&self, stored: &[u8], key: ObjectKey<'_>, now: u64) -> Result<(), Error> {
         let _guard = self.lock(stored);
         let Some(bytes) = self.hints.get(stored)? else { return Ok(()) };
-        if let Ok((since, _)) = self.decode_hint(key, &bytes)
-            && !self.hint_expired(since, now)
-        {
+        let mut layers = self.decode_hint(key, &bytes).unwrap_or_default();
+        if self.expire_layers(&mut layers, now) == 0 && !layers.is_empty() {
             return Ok(());
         }
-        self.hints.remove(stored.to_vec())?;
-        self.stats.hints_expired.fetch_add(1, Ordering::Relaxed);
+        if layers.is_empty() {
+            self.hints.remove(stored.to_vec())?;
+        } else {
+            self.hints.insert(stored.to_vec(), layers.encode())?;
+        }
         tracing::warn!(
             partition = key.partition,
             key = %String::from_utf8_lossy(key.key),
@@ -849,8 +890,9 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes a delivered hint, unless it changed since it was read (a newer write for
-    /// the same target then stays to be delivered).
+    /// Forgets what a delivery carried: drops each layer of the hint whose versions
+    /// `delivered` holds, so a version kept after the hint was read stays to be delivered.
+    /// Returns whether the hint is gone (every layer was delivered, or it is corrupt).
     pub fn remove_hint_if_unchanged(
         &self,
         target: &str,
@@ -859,15 +901,19 @@ impl Store {
     ) -> Result<bool, Error> {
         let stored = hint_key(target, key);
         let _guard = self.lock(&stored);
-        let current = match self.hints.get(&stored)? {
+        let mut layers = match self.hints.get(&stored)? {
             None => return Ok(false),
-            Some(bytes) => self.decode_hint(key, &bytes).ok().map(|(_, o)| o),
+            Some(bytes) => self.decode_hint(key, &bytes).unwrap_or_default(),
         };
-        if current.as_ref().is_some_and(|c| c != delivered) {
-            return Ok(false);
+        let changed = layers.forget(delivered);
+        if layers.is_empty() {
+            self.hints.remove(stored)?;
+            return Ok(true);
         }
-        self.hints.remove(stored)?;
-        Ok(true)
+        if changed {
+            self.hints.insert(stored, layers.encode())?;
+        }
+        Ok(false)
     }
 
     /// Targets that have hints kept here, with how many.

@@ -169,39 +169,122 @@ fn the_periodic_sync_fsyncs_only_after_writes() {
 
 #[test]
 fn hints_older_than_the_ttl_are_dropped_not_delivered() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path()).expect("open");
-    store.set_hint_ttl(Some(std::time::Duration::from_secs(5)));
+    let (_dir, store) = with_hint_ttl(5);
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64;
     put(&store, "v", &VersionVector::new(), text("v"), Durability::Journal);
     let object = store.get(key("v")).expect("get").expect("v");
-    // Kept 10 s ago: expired. A later version merged into it does not make it young:
-    // the hint still holds what it held 10 s ago.
-    store.put_hint_at("node-b", key("old"), &object, now - 10_000).expect("hint");
-    let mut newer = object.clone();
-    newer.update(object.context(), Actor(2), text("newer")).expect("update");
-    store.put_hint("node-b", key("old"), &newer).expect("hint");
+    // Kept 10 s ago: expired, so not kept. A concurrent version written now is kept as
+    // young; it does not make the old one young.
+    store.put_hint_since("node-b", key("old"), &object, now - 10_000).expect("hint");
+    let mut concurrent = quorumkv_storage::Object::new();
+    concurrent.update(&VersionVector::new(), Actor(2), text("concurrent")).expect("update");
+    store.put_hint("node-b", key("old"), &concurrent).expect("hint");
     // Kept 1 s ago: alive.
-    store.put_hint_at("node-b", key("young"), &object, now - 1_000).expect("hint");
+    store.put_hint_since("node-b", key("young"), &object, now - 1_000).expect("hint");
+    store.put_hint_since("node-b", key("gone"), &object, now - 10_000).expect("hint");
 
-    assert_eq!(store.get_hint("node-b", key("old")).expect("get"), None, "an expired hint is not read");
+    assert_eq!(store.get_hint("node-b", key("old")).expect("get"), Some(concurrent.clone()));
+    assert_eq!(store.get_hint("node-b", key("gone")).expect("get"), None, "an expired hint is not read");
     assert_eq!(store.get_hint("node-b", key("young")).expect("get"), Some(object.clone()));
     let hints = store.scan_hints("node-b", None, 10).expect("scan");
-    assert_eq!(hints.len(), 1, "{hints:?}");
-    assert_eq!(hints[0].key, b"young");
-    assert_eq!(hints[0].kept_since_ms, now - 1_000);
-    assert_eq!(store.stats().hints_expired.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(hints.len(), 2, "{hints:?}");
+    assert_eq!((hints[0].key.as_slice(), hints[0].object()), (&b"old"[..], concurrent));
+    assert_eq!(hints[1].key, b"young");
+    assert_eq!(hints[1].kept_since_ms(), now - 1_000);
+    assert_eq!(store.stats().hints_expired.load(std::sync::atomic::Ordering::Relaxed), 2);
     assert_eq!(
         store.hint_counts().expect("counts"),
-        vec![("node-b".to_string(), 1)],
+        vec![("node-b".to_string(), 2)],
         "the expired one is gone"
     );
 
     // Without a TTL nothing expires.
     store.set_hint_ttl(None);
-    store.put_hint_at("node-b", key("ancient"), &object, 1).expect("hint");
-    assert_eq!(store.scan_hints("node-b", None, 10).expect("scan").len(), 2);
+    store.put_hint_since("node-b", key("ancient"), &object, 1).expect("hint");
+    assert_eq!(store.scan_hints("node-b", None, 10).expect("scan").len(), 3);
+}
+
+/// A store in a temp dir whose hints expire after `ttl_s` seconds.
+fn with_hint_ttl(ttl_s: u64) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    store.set_hint_ttl(Some(std::time::Duration::from_secs(ttl_s)));
+    (dir, store)
+}
+
+fn concurrent_write(actor: u64, value: &str) -> quorumkv_storage::Object {
+    let mut o = quorumkv_storage::Object::new();
+    o.update(&VersionVector::new(), Actor(actor), text(value)).expect("update");
+    o
+}
+
+#[test]
+fn a_write_merged_into_a_hint_just_before_it_expires_outlives_it() {
+    let (_dir, store) = with_hint_ttl(60);
+    // The first version was kept 50 s ago; scans below run at simulated times after now.
+    let now = quorumkv_storage::unix_ms();
+    let t0 = now - 50_000;
+    let (a, b) = (concurrent_write(1, "a"), concurrent_write(2, "b"));
+    store.put_hint_since("node-b", key("k"), &a, t0).expect("hint");
+    // A second write now, 10 s before the hint expires: the hint may be its only copy.
+    store.put_hint_since("node-b", key("k"), &b, now).expect("hint");
+    let mut both = a.clone();
+    both.merge(&b);
+    let hints = store.scan_hints_at("node-b", None, 10, now + 100).expect("scan");
+    assert_eq!((hints[0].object(), hints[0].kept_since_ms()), (both.clone(), t0));
+
+    // A third write lands while that delivery is in flight; the acknowledgement removes
+    // only the layers it held.
+    let c = concurrent_write(3, "c");
+    store.put_hint_since("node-b", key("k"), &c, now).expect("hint");
+    assert!(!store.remove_hint_if_unchanged("node-b", key("k"), &both).expect("remove"));
+    let mut later = b.clone();
+    later.merge(&c);
+    assert_eq!(store.get_hint("node-b", key("k")).expect("get"), Some(later.clone()));
+
+    // Past a's expiry the later versions are still delivered, until they are TTL old.
+    store.put_hint_since("node-b", key("k2"), &a, t0).expect("hint");
+    store.put_hint_since("node-b", key("k2"), &b, now).expect("hint");
+    let hints = store.scan_hints_at("node-b", None, 10, t0 + 62_000).expect("scan");
+    assert_eq!(hints.len(), 2);
+    assert_eq!((hints[0].object(), hints[0].kept_since_ms()), (later, now));
+    assert_eq!((hints[1].object(), hints[1].kept_since_ms()), (b.clone(), now));
+    assert_eq!(store.stats().hints_expired.load(std::sync::atomic::Ordering::Relaxed), 1, "a's layer");
+    assert!(store.scan_hints_at("node-b", None, 10, now + 60_001).expect("scan").is_empty());
+
+    // A write that supersedes the old version replaces it: nothing old is kept longer.
+    let mut newer = a.clone();
+    newer.update(a.context(), Actor(1), text("a2")).expect("update");
+    store.put_hint_since("node-b", key("k3"), &a, t0).expect("hint");
+    store.put_hint_since("node-b", key("k3"), &newer, now).expect("hint");
+    let hints = store.scan_hints_at("node-b", None, 10, now + 100).expect("scan");
+    assert_eq!((hints[0].object(), hints[0].kept_since_ms()), (newer, now));
+}
+
+#[test]
+fn a_re_hinted_version_keeps_its_age() {
+    let (_dir, store) = with_hint_ttl(10);
+    let now = quorumkv_storage::unix_ms();
+    let a = concurrent_write(1, "a");
+    store.put_hint_since("node-b", key("k"), &a, now - 5_000).expect("hint");
+    let hints = store.scan_hints("node-b", None, 10).expect("scan");
+    assert_eq!(hints[0].kept_since_ms(), now - 5_000, "the age it had, not now");
+    // Merged into a younger hint of the same versions, the older time wins.
+    store.put_hint("node-b", key("k2"), &a).expect("hint");
+    store.put_hint_since("node-b", key("k2"), &a, now - 5_000).expect("hint");
+    assert_eq!(store.scan_hints("node-b", None, 10).expect("scan")[1].kept_since_ms(), now - 5_000);
+    // Older than the TTL: dropped, not kept as if new.
+    store.put_hint_since("node-b", key("k3"), &a, now - 20_000).expect("hint");
+    store.put_hint_since("node-b", key("k4"), &a, quorumkv_storage::AGE_UNKNOWN_MS).expect("hint");
+    assert_eq!(store.get_hint("node-b", key("k3")).expect("get"), None);
+    assert_eq!(store.get_hint("node-b", key("k4")).expect("get"), None);
+    assert_eq!(store.stats().hints_expired.load(std::sync::atomic::Ordering::Relaxed), 2);
+    // A time ahead of this clock counts as now.
+    store.put_hint_since("node-b", key("k5"), &a, now + 3_600_000).expect("hint");
+    assert!(
+        store.scan_hints("node-b", None, 10).expect("scan")[2].kept_since_ms() <= quorumkv_storage::unix_ms()
+    );
 }
 
 #[test]
@@ -248,7 +331,7 @@ fn hints_are_kept_per_target_merged_scanned_and_removed_only_when_unchanged() {
     assert_eq!(page.len(), 4);
     let rest = store.scan_hints("node-b", Some(&page[3].cursor), 100).expect("scan");
     assert_eq!(rest.len(), 6);
-    assert!(page.iter().chain(&rest).all(|h| h.object == first && h.partition == 7));
+    assert!(page.iter().chain(&rest).all(|h| h.object() == first && h.partition == 7));
 
     // A concurrent write merges into the hint; the stale delivered copy does not delete it.
     let mut second = quorumkv_storage::Object::new();

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use quorumkv_node::Error;
-use quorumkv_node::peer::wire::{self, ReplicaAnswer, ReplicaCall, Request, Response, SharedObject};
+use quorumkv_node::peer::wire::{
+    self, AgedItem, ReplicaAnswer, ReplicaCall, Request, Response, SharedObject,
+};
 use quorumkv_node::peer::{PeerAuth, Transport};
 use quorumkv_ring::NodeId;
 use quorumkv_storage::{Actor, Content, Object, VersionVector};
@@ -388,6 +390,19 @@ async fn anti_entropy_converges_divergent_replicas_to_equal_roots_and_sibling_se
     c.stop_all().await;
 }
 
+/// Heals the network and waits until node-1 has dropped at least `expired` hints as
+/// expired and holds none; none may have been delivered.
+async fn heal_and_expect_expired(c: &InProcess, expired: u32) {
+    c.network.heal();
+    c.wait_all_up().await;
+    eventually("node-1 dropped its expired hints", Duration::from_secs(20), || async {
+        let dropped = counter(c, 0, "quorumkv_hints_expired").await;
+        (dropped >= f64::from(expired) && c.hints_pending(0) == 0).then_some(())
+    })
+    .await;
+    assert_eq!(counter(c, 0, "quorumkv_hints_delivered_total").await, 0.0, "an expired hint was delivered");
+}
+
 #[tokio::test]
 async fn a_hint_older_than_the_grace_period_is_dropped_and_anti_entropy_repairs_instead() {
     let grace_ms = 60_000;
@@ -409,13 +424,7 @@ async fn a_hint_older_than_the_grace_period_is_dropped_and_anti_entropy_repairs_
         let local = c.node(0).replicas.local();
         local.put_hint_at(NodeId(name(2)), c.key("b", &key), obj, old).await.expect("old hint");
     }
-    c.network.heal();
-    c.wait_all_up().await;
-    eventually("node-1 dropped its expired hints", Duration::from_secs(20), || async {
-        (counter(&c, 0, "quorumkv_hints_expired").await >= 50.0 && c.hints_pending(0) == 0).then_some(())
-    })
-    .await;
-    assert_eq!(counter(&c, 0, "quorumkv_hints_delivered_total").await, 0.0, "an expired hint was delivered");
+    heal_and_expect_expired(&c, 50).await;
     c.node(0).anti_entropy.trigger(None);
     eventually("node-3 has every key from anti-entropy", Duration::from_secs(60), || async {
         for k in 0..50 {
@@ -426,6 +435,121 @@ async fn a_hint_older_than_the_grace_period_is_dropped_and_anti_entropy_repairs_
         Some(())
     })
     .await;
+    c.stop_all().await;
+}
+
+/// Hints expire (and tombstones may be reaped) after `grace_ms`; anti-entropy runs only
+/// when triggered.
+fn grace_without_aae(grace_ms: u64) -> impl Fn(&mut quorumkv_node::Config) {
+    move |cfg| {
+        cfg.tombstone_grace_ms = grace_ms;
+        cfg.aae_interval_ms = 3_600_000;
+    }
+}
+
+/// Cuts node-1 off from the others (so its hints wait) and waits until it sees them down.
+async fn isolate_node_1(c: &InProcess) {
+    c.network.partition(&["node-1"], &["node-2", "node-3"]);
+    c.wait_state(0, 1, false).await;
+    c.wait_state(0, 2, false).await;
+}
+
+/// Waits until the wall clock is past `ms` (a hint's expiry, which counts in real time).
+async fn wait_until_past(ms: u64) {
+    eventually("the hint TTL passes", Duration::from_secs(30), || async {
+        (quorumkv_storage::unix_ms() > ms).then_some(())
+    })
+    .await;
+}
+
+/// When node `i`'s hint for node `target` about `key` was first kept (its oldest layer).
+async fn hint_age(c: &InProcess, i: usize, target: usize, key: &str) -> Option<u64> {
+    let hints = c.node(i).replicas.local().scan_hints(NodeId(name(target)), None, 1000).await.ok()?;
+    let wanted = c.key("b", key);
+    hints.iter().find(|h| h.key == wanted.key().as_ref()).map(|h| h.kept_since_ms())
+}
+
+#[tokio::test]
+async fn a_re_homed_hint_keeps_its_age_and_expires_instead_of_being_delivered() {
+    let grace_ms = 6_000;
+    let mut c = InProcess::start(3, 3, grace_without_aae(grace_ms)).await;
+    isolate_node_1(&c).await;
+    // A hint for a member that has left, kept 4 s ago: it has 2 s left to live.
+    let kept = quorumkv_storage::unix_ms() - 4_000;
+    let local = c.node(0).replicas.local();
+    local.put_hint_at(NodeId::from("node-gone"), c.key("b", "r"), object("old"), kept).await.expect("hint");
+    // The worker hands it to the current owners (node-1 merges it; node-2 and node-3
+    // get hints) with the age it had, not a new one.
+    for target in [1, 2] {
+        let age =
+            eventually("the hint is re-homed", Duration::from_secs(10), || hint_age(&c, 0, target, "r"));
+        assert_eq!(age.await, kept, "the re-homed hint for {} keeps its age", name(target));
+    }
+    wait_until_past(kept + grace_ms).await;
+    heal_and_expect_expired(&c, 2).await;
+    for i in [1, 2] {
+        assert_eq!(c.local(i, "r").await, None, "{} got a version older than the grace period", name(i));
+    }
+    c.stop_all().await;
+}
+
+#[tokio::test]
+async fn a_write_merged_into_a_hint_just_before_it_expires_is_still_delivered() {
+    let grace_ms = 6_000;
+    let mut c = InProcess::start(3, 3, grace_without_aae(grace_ms)).await;
+    c.network.partition(&["node-3"], &["node-1", "node-2"]);
+    c.wait_state(0, 2, false).await;
+    // node-1 holds a hint for node-3 that expires in 2 s; a write node-3 misses now
+    // merges into it, and that hint is the write's only copy meant for node-3.
+    let kept = quorumkv_storage::unix_ms() - 4_000;
+    let local = c.node(0).replicas.local();
+    local.put_hint_at(NodeId(name(2)), c.key("b", "w"), object("old"), kept).await.expect("hint");
+    c.put(0, "w", "new", 2, false, &none()).await.expect("w=2");
+    eventually("the write is kept as a hint too", Duration::from_secs(10), || async {
+        let hint = local.get_hints(c.key("b", "w"), vec![NodeId(name(2))]).await.ok()??;
+        (values(Some(&hint)).len() == 2).then_some(())
+    })
+    .await;
+    wait_until_past(kept + grace_ms).await;
+    c.network.heal();
+    c.wait_all_up().await;
+    eventually("node-3 gets the write, not the expired version", Duration::from_secs(20), || async {
+        (values(c.local(2, "w").await.as_ref()) == ["new"] && c.hints_pending(0) == 0).then_some(())
+    })
+    .await;
+    assert!(counter(&c, 0, "quorumkv_hints_expired").await >= 1.0);
+    c.stop_all().await;
+}
+
+#[tokio::test]
+async fn a_delivered_hint_reaching_a_non_owner_keeps_its_age() {
+    let grace_ms = 60_000;
+    let mut c = InProcess::start(4, 3, |cfg| cfg.tombstone_grace_ms = grace_ms).await;
+    c.network.partition(&["node-1"], &["node-2", "node-3", "node-4"]);
+    for i in 1..4 {
+        c.wait_state(0, i, false).await;
+    }
+    let (young, old) = (key_not_replicated_by(&c, 0, "y"), key_not_replicated_by(&c, 0, "o"));
+    let now = quorumkv_storage::unix_ms();
+    // Hints kept elsewhere 50 s and 70 s ago, delivered to node-1 (by a node whose layout
+    // says node-1 owns the keys).
+    let item = |key: &str, kept: u64| AgedItem {
+        key: c.key("b", key),
+        object: object("delivered"),
+        kept_since_ms: Some(kept),
+    };
+    let items = vec![item(&young, now - 50_000), item(&old, now - 70_000)];
+    let answer = send_raw(&c, wire::encode(&Request::MergeBatch { items })).await;
+    assert!(matches!(answer, Response::MergedBatch { count: 2 }), "{answer:?}");
+    let ring = c.node(0).cluster.ring().expect("a layout");
+    for owner in ring.primaries(c.key("b", &young).partition()) {
+        let i: usize = owner.0.trim_start_matches("node-").parse::<usize>().expect("a node") - 1;
+        assert_eq!(hint_age(&c, 0, i, &young).await, Some(now - 50_000), "kept for {owner} with its age");
+    }
+    for owner in ring.primaries(c.key("b", &old).partition()) {
+        let i: usize = owner.0.trim_start_matches("node-").parse::<usize>().expect("a node") - 1;
+        assert_eq!(hint_age(&c, 0, i, &old).await, None, "past the TTL: not kept again for {owner}");
+    }
     c.stop_all().await;
 }
 
@@ -797,7 +921,7 @@ async fn a_forwarded_write_that_reaches_a_non_replica_is_refused_and_numbers_not
 }
 
 #[tokio::test]
-async fn stray_data_is_handed_to_its_owners_never_served_and_deleted() {
+async fn stray_data_is_never_served_and_is_dropped_as_a_hint_of_unknown_age() {
     let mut c = InProcess::start(4, 3, |_| {}).await;
     let outsider = NodeId(name(3));
     let key = key_not_replicated_by(&c, 3, "s");
@@ -815,10 +939,14 @@ async fn stray_data_is_handed_to_its_owners_never_served_and_deleted() {
     assert_eq!(strays(&c, 3).await, 1);
     assert_eq!(c.local(3, &key).await, None);
     assert!(counter(&c, 3, "quorumkv_stray_keys_moved_total").await >= 1.0);
-    eventually("the owners get the stray copy", Duration::from_secs(20), || async {
-        (values(c.get(0, &key, 3).await.ok()?.as_ref()) == ["stray"]).then_some(())
-    })
-    .await;
+    // Stored data has no known age: as a hint it counts as older than the TTL, so it is
+    // dropped, not handed over as if new (it could bring back a delete the owners have
+    // reaped). The owners have their own copies from anti-entropy.
+    assert_eq!(local.hint_counts().await.expect("counts"), vec![], "no hint kept for the stray");
+    assert_eq!(counter(&c, 3, "quorumkv_hints_expired").await, 3.0, "one per owner");
+    for i in 0..3 {
+        assert_eq!(c.local(i, &key).await, None, "{} never got the stray copy", name(i));
+    }
     c.stop_all().await;
 }
 

@@ -18,7 +18,7 @@ use crate::layout::{ClusterParams, Layout, MemberInfo};
 use crate::listing::{ListFrom, ListedPart};
 
 /// Bumped on any incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u8 = 4;
+pub const PROTOCOL_VERSION: u8 = 5;
 
 /// An object that one write sends to several replicas: encoded at most once, the same
 /// bytes going into every message that carries it. Cheap to clone.
@@ -137,9 +137,9 @@ pub enum Request {
     Batch(Vec<ReplicaCall>),
     /// Gossip: the sender and its layout (see [`Greeting`]).
     Hello(Greeting),
-    /// Hints delivered to the replica they were kept for: merged into its data, fsynced,
-    /// then acknowledged as a whole.
-    MergeBatch { items: Vec<Item> },
+    /// Hints delivered to the replica they were kept for (or anti-entropy's versions for
+    /// a peer): merged into its data, fsynced, then acknowledged as a whole.
+    MergeBatch { items: Vec<AgedItem> },
     /// Anti-entropy, step 1: this replica's tree root and branch hashes for a partition.
     /// The sender's root goes along: a replica with the same root answers with its root
     /// alone, so partitions in sync cost a few bytes each way.
@@ -180,6 +180,17 @@ pub struct KeyHash {
 pub struct Item {
     pub key: Key,
     pub object: Object,
+}
+
+/// One key's versions in a `MergeBatch`, with their age as a hint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgedItem {
+    pub key: Key,
+    pub object: Object,
+    /// When the oldest of these versions was first kept as a hint (milliseconds since the
+    /// epoch, on the sender's clock); `None` for stored data, whose age is unknown. A
+    /// receiver that keeps the versions as a hint for the key's owners keeps this age.
+    pub kept_since_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -301,7 +312,9 @@ mod tests {
         vec![
             encode(&Request::Replica(merge.clone())),
             encode(&Request::Batch(vec![merge, ReplicaCall::Get { key: key.clone() }])),
-            encode(&Request::MergeBatch { items: vec![Item { key: key.clone(), object: o.clone() }] }),
+            encode(&Request::MergeBatch {
+                items: vec![AgedItem { key: key.clone(), object: o.clone(), kept_since_ms: Some(7) }],
+            }),
             encode(&Request::SyncLeaves {
                 partition: 3,
                 leaves: vec![1, 2],
