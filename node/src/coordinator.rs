@@ -214,6 +214,7 @@ impl Coordinator {
         let durable = opts.dw > 0;
         let durability = if durable { Durability::Synced } else { Durability::Journal };
         let me = self.identity.node_id.0.clone();
+        let made_at_ms = quorumkv_storage::unix_ms();
         let stamped = self.local().coordinate(key.clone(), context, content, durability);
         let object = match tokio::time::timeout_at(deadline, stamped).await {
             Ok(Ok(obj)) => obj,
@@ -225,7 +226,7 @@ impl Coordinator {
         };
         self.check_siblings(&key, &object);
 
-        let shared = SharedObject::new(object);
+        let shared = Version { object: SharedObject::new(object), made_at_ms };
         let spread = Spread::new(self.metrics.clone());
         let me_acked = (self.identity.node_id.clone(), durable);
         let copied: Result<_, Error> = async {
@@ -244,7 +245,7 @@ impl Coordinator {
         .await;
         spread.answered(copied.is_ok());
         copied?;
-        Ok(shared.object().clone())
+        Ok(shared.object.object().clone())
     }
 
     /// Sends a stamped write to the replicas of its key under `ring` that have not
@@ -256,7 +257,7 @@ impl Coordinator {
         &self,
         ring: &Ring,
         key: &Key,
-        shared: &SharedObject,
+        shared: &Version,
         opts: WriteOptions,
         acked: &[(NodeId, bool)],
         deadline: Instant,
@@ -277,7 +278,7 @@ impl Coordinator {
         } else {
             vec![]
         };
-        let call = merge_call(key.clone(), shared.clone(), opts.dw > 0);
+        let call = merge_call(key.clone(), shared.object.clone(), opts.dw > 0, shared.made_at_ms);
         let rule = Rule::write(opts.w, opts.dw);
         let mut copies = self.replicas.fan_out(&others, call, rule, spares, &done, true, deadline);
         let verdict = copies.settle().await;
@@ -293,7 +294,7 @@ impl Coordinator {
                 local: self.local().clone(),
                 metrics: self.metrics.clone(),
                 key: key.clone(),
-                object: shared.clone(),
+                version: shared.clone(),
             });
             let spread = spread.later();
             self.background.spawn(async move {
@@ -479,12 +480,20 @@ impl Spread {
     }
 }
 
-/// Keeps the copies of one write that no replica took as local hints for their owners.
+/// A stamped write as it is copied: the object and when its new version was made.
+#[derive(Clone)]
+struct Version {
+    object: SharedObject,
+    made_at_ms: u64,
+}
+
+/// Keeps the copies of one write that no replica took as local hints for their owners,
+/// aged from when the write was made, however late its copies failed.
 struct Hinter {
     local: LocalStore,
     metrics: Arc<Metrics>,
     key: Key,
-    object: SharedObject,
+    version: Version,
 }
 
 impl Hinter {
@@ -492,10 +501,11 @@ impl Hinter {
         owners.sort();
         owners.dedup();
         for owner in owners {
-            let stored = self.local.put_hint(
-                owner.clone(),
+            let stored = self.local.put_hints(
+                vec![owner.clone()],
                 self.key.clone(),
-                self.object.object().clone(),
+                self.version.object.object().clone(),
+                self.version.made_at_ms,
                 Durability::Journal,
             );
             match stored.await {
@@ -534,7 +544,7 @@ async fn read_repair(
         .collect();
     metrics.lag.read(!stale.is_empty());
     for node in stale {
-        let call = merge_call(key.clone(), merged.clone(), false);
+        let call = merge_call(key.clone(), merged.clone(), false, quorumkv_storage::unix_ms());
         match replicas.call(node.clone(), call, deadline).await {
             Ok(crate::peer::wire::ReplicaAnswer::Merged { .. }) => {
                 metrics.read_repairs.inc();

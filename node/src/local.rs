@@ -397,17 +397,6 @@ impl LocalStore {
         .await
     }
 
-    /// Keeps `object` as a hint for the replica `target`.
-    pub async fn put_hint(
-        &self,
-        target: NodeId,
-        key: Key,
-        object: Object,
-        durability: Durability,
-    ) -> Result<(), Error> {
-        self.run_write(durability, move |s| s.put_hint(target.as_str(), key.as_object_key(), &object)).await
-    }
-
     /// Merges a batch of versions (delivered hints), answering after one fsync.
     pub async fn merge_batch(&self, items: Vec<AgedItem>) -> Result<(), Error> {
         self.run_write(Durability::Synced, move |s| {

@@ -73,22 +73,23 @@ impl Replicas {
             ReplicaCall::Get { key } => {
                 self.local.get_hints(key, primaries.to_vec()).await.map(ReplicaAnswer::Object)
             }
-            ReplicaCall::Merge { key, object, durable, hint_for } => {
+            ReplicaCall::Merge { key, object, durable, hint_for, made_at_ms } => {
                 let durability = if durable { Durability::Synced } else { Durability::Journal };
                 let object = object.object().clone();
                 match hint_for {
-                    Some(target) => self.local.put_hint(target, key, object, durability).await,
+                    Some(target) => {
+                        self.local.put_hints(vec![target], key, object, made_at_ms, durability).await
+                    }
                     None if owner => self.local.merge(key, object, durability).await.map(|_| ()),
                     None => {
                         // Sent here by a coordinator with another layout: the copy is
                         // kept for the owners, and the answer says why it does not count.
-                        // Its versions are as young as now: a merge is a coordinator's
-                        // new write or read repair of versions live in replicas' data;
-                        // delivered hints come in a `MergeBatch` with their age.
+                        // Its age counts from when its newest version was made (a
+                        // coordinator's write, or now for read repair of versions live in
+                        // replicas' data); delivered hints come in a `MergeBatch` with theirs.
                         self.metrics.not_owner_answers.inc();
                         let owners: Vec<NodeId> = primaries.to_vec();
-                        let now = quorumkv_storage::unix_ms();
-                        return match self.local.put_hints(owners, key, object, now, durability).await {
+                        return match self.local.put_hints(owners, key, object, made_at_ms, durability).await {
                             Ok(()) => ReplicaAnswer::NotOwner { layout_version: ring.version() },
                             Err(e) => ReplicaAnswer::Failed((&Error::from(e)).into()),
                         };
@@ -351,7 +352,8 @@ pub fn merge_all<'a>(objects: impl Iterator<Item = Option<&'a Object>>) -> Optio
     })
 }
 
-/// A merge of `object` into one replica, as read repair and writes send it.
-pub fn merge_call(key: Key, object: SharedObject, durable: bool) -> ReplicaCall {
-    ReplicaCall::Merge { key, object, durable, hint_for: None }
+/// A merge of `object`, whose newest version was made at `made_at_ms`, into one replica,
+/// as read repair and writes send it.
+pub fn merge_call(key: Key, object: SharedObject, durable: bool, made_at_ms: u64) -> ReplicaCall {
+    ReplicaCall::Merge { key, object, durable, hint_for: None, made_at_ms }
 }

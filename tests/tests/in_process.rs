@@ -16,6 +16,10 @@ use quorumkv_storage::{Actor, Content, Object, VersionVector};
 use quorumkv_tests::eventually;
 use quorumkv_tests::in_process::{InProcess, name, values};
 
+fn now_ms() -> u64 {
+    quorumkv_storage::unix_ms()
+}
+
 fn none() -> VersionVector {
     VersionVector::new()
 }
@@ -270,8 +274,12 @@ async fn a_one_way_cut_loses_answers_but_not_effects_and_heals_through_hints() {
     c.wait_state(2, 0, false).await;
     // A replica call from node-3 to node-1 times out, yet it was applied.
     let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
-    let call =
-        quorumkv_node::replica::merge_call(c.key("b", "one-way"), SharedObject::new(object("v")), false);
+    let call = quorumkv_node::replica::merge_call(
+        c.key("b", "one-way"),
+        SharedObject::new(object("v")),
+        false,
+        now_ms(),
+    );
     let outcome = c.node(2).replicas.call(NodeId(name(0)), call, deadline).await;
     assert!(matches!(outcome, Err(Error::Timeout)), "the answer is lost: {outcome:?}");
     assert_eq!(
@@ -305,6 +313,56 @@ async fn a_stopped_node_releases_everything_and_restarts_on_its_data() {
     c.restart(2).await;
     c.wait_all_up().await;
     assert_eq!(values(c.local(2, "k").await.as_ref()), ["kept"]);
+    c.stop_all().await;
+}
+
+#[tokio::test]
+async fn a_copy_that_fails_late_is_kept_as_a_hint_aged_from_its_write() {
+    // The copy to node-3 fails seconds after the write (its link is slow). The hint the
+    // coordinator keeps counts its age from the write: counted from the failure, it
+    // would outlive a delete made meanwhile and bring the value back after the reap.
+    let mut c = InProcess::start(3, 3, |cfg| cfg.peer_timeout_ms = 3_000).await;
+    c.network.delay("node-1", "node-3", Duration::from_secs(5));
+    let before = now_ms();
+    c.put(0, "late", "v", 2, true, &none()).await.expect("w=2 does not wait for node-3");
+    let hint = eventually("node-1 keeps a hint for node-3", Duration::from_secs(20), || async {
+        let hints = c.node(0).replicas.local().scan_hints(NodeId(name(2)), None, 10).await.ok()?;
+        hints.into_iter().find(|h| h.key == b"late")
+    })
+    .await;
+    let failed_after = now_ms() - before;
+    assert!(failed_after >= 2_000, "the copy failed late ({failed_after} ms after the write)");
+    assert!(
+        hint.kept_since_ms() <= before + 1_000,
+        "the hint is aged from the write ({before}), not from the failure: kept since {}",
+        hint.kept_since_ms()
+    );
+    c.stop_all().await;
+}
+
+#[tokio::test]
+async fn a_copy_that_reaches_a_fallback_late_is_kept_as_a_hint_aged_from_its_write() {
+    // node-3 is down, so node-4 stands in for it; the copy takes 1 s to reach node-4.
+    // node-4's hint counts its age from when the write was made, not from its arrival.
+    let mut c = InProcess::start(4, 3, |cfg| cfg.peer_timeout_ms = 3_000).await;
+    let key = key_not_replicated_by(&c, 3, "fb");
+    c.network.pause(&name(2));
+    c.wait_state(0, 2, false).await;
+    c.network.delay("node-1", "node-4", Duration::from_millis(1_000));
+    let before = now_ms();
+    c.put(0, &key, "v", 3, true, &none()).await.expect("node-4 stands in for node-3");
+    let arrived_after = now_ms() - before;
+    let hint = eventually("node-4 keeps a hint for node-3", Duration::from_secs(20), || async {
+        let hints = c.node(3).replicas.local().scan_hints(NodeId(name(2)), None, 10).await.ok()?;
+        hints.into_iter().find(|h| h.key == key.as_bytes())
+    })
+    .await;
+    assert!(arrived_after >= 900, "the copy arrived late ({arrived_after} ms after the write)");
+    assert!(
+        hint.kept_since_ms() <= before + 400,
+        "the hint is aged from the write ({before}), not from its arrival: kept since {}",
+        hint.kept_since_ms()
+    );
     c.stop_all().await;
 }
 
@@ -595,6 +653,7 @@ async fn peer_messages_without_the_cluster_secret_are_refused_and_change_nothing
             object: SharedObject::new(object("forged")),
             durable: true,
             hint_for: None,
+            made_at_ms: now_ms(),
         }),
         Request::Replica(ReplicaCall::Get { key: key.clone() }),
         Request::TreeLeaves { partition: key.partition(), branches: (0..64).collect() },
@@ -657,8 +716,13 @@ async fn peer_messages_are_checked_like_client_input() {
     let long = "b".repeat(255);
     let key =
         quorumkv_node::key::Key::new(64, Bytes::from(long.clone()), Bytes::from_static(b"k")).expect("key");
-    let call =
-        ReplicaCall::Merge { key, object: SharedObject::new(object("x")), durable: false, hint_for: None };
+    let call = ReplicaCall::Merge {
+        key,
+        object: SharedObject::new(object("x")),
+        durable: false,
+        hint_for: None,
+        made_at_ms: now_ms(),
+    };
     let bytes = wire::encode(&Request::Replica(call));
     let needle: Vec<u8> = [&[0xff, 0x01][..], long.as_bytes()].concat();
     let at = bytes.windows(needle.len()).position(|w| w == needle).expect("the bucket in the message");
@@ -875,7 +939,8 @@ async fn a_copy_sent_to_a_non_replica_is_kept_for_the_owners_and_said_so() {
     let outsider = NodeId(name(3));
     let key = key_not_replicated_by(&c, 3, "n");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-    let call = quorumkv_node::replica::merge_call(c.key("b", &key), SharedObject::new(object("v")), false);
+    let call =
+        quorumkv_node::replica::merge_call(c.key("b", &key), SharedObject::new(object("v")), false, now_ms());
     let answer = c.node(0).replicas.call(outsider.clone(), call, deadline).await.expect("an answer");
     assert_eq!(answer, ReplicaAnswer::NotOwner { layout_version: 1 });
     assert_eq!(c.local(3, &key).await, None, "kept as a hint, not as data");

@@ -98,6 +98,11 @@ pub enum ReplicaCall {
         /// Set when the receiver is a fallback keeping the copy for this replica: it stores
         /// a hint instead of taking the key into its own data.
         hint_for: Option<NodeId>,
+        /// When the coordinator made the newest version in `object` (milliseconds since
+        /// the epoch, its clock). A hint kept from this copy counts its age from here,
+        /// never from when the copy arrived: a copy that arrives late must not outlive a
+        /// delete that followed its version (see docs/DESIGN.md, decision 7).
+        made_at_ms: u64,
     },
 }
 
@@ -266,6 +271,7 @@ mod tests {
             object: shared.clone(),
             durable: false,
             hint_for: Some(NodeId::from(n)),
+            made_at_ms: 1,
         };
         let batch = encode(&Request::Batch(vec![call("a"), call("b")]));
         assert_eq!(shared.encoded().as_ptr(), first, "every message reuses the one encoding");
@@ -308,6 +314,7 @@ mod tests {
             object: SharedObject::new(o.clone()),
             durable: true,
             hint_for: Some(NodeId::from("n2")),
+            made_at_ms: 1_700_000_000_000,
         };
         vec![
             encode(&Request::Replica(merge.clone())),
