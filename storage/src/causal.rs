@@ -10,8 +10,8 @@
 //!   any order, any number of times, and converge.
 //! - [`Object::update`] with context `c` removes exactly the siblings whose dots `c`
 //!   covers, and keeps every other (concurrent) sibling.
-//! - Actors are coordinating replicas (node id + incarnation), never clients, so a version
-//!   vector has at most one entry per node that ever coordinated a write of the key.
+//! - Actors are coordinating replicas (node id + epoch), never clients, so a version
+//!   vector has one entry per node epoch that coordinated a write of the key.
 
 use std::collections::BTreeMap;
 
@@ -25,20 +25,21 @@ pub const SIBLING_WARN: usize = 25;
 /// Above this many live siblings a client write is refused.
 pub const SIBLING_LIMIT: usize = 100;
 
-/// A coordinating replica: a node id in one incarnation.
+/// A coordinating replica: a node id in one epoch.
 ///
-/// A node that lost its data comes back with a new incarnation, hence a new actor, so it
-/// can never hand out a dot a surviving replica already knows for a different value.
+/// A node that may have lost versions it numbered takes a new epoch, hence a new actor,
+/// so it never hands out a dot a surviving replica already knows for another version
+/// (see [`crate::versions`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Actor(pub u64);
 
 impl Actor {
-    /// The actor of `node_id` in `incarnation`: xxh3-64 of `node_id ‖ 0x00 ‖ incarnation (LE)`.
-    pub fn new(node_id: &str, incarnation: u64) -> Actor {
+    /// The actor of `node_id` in `epoch`: xxh3-64 of `node_id ‖ 0x00 ‖ epoch (LE)`.
+    pub fn new(node_id: &str, epoch: u64) -> Actor {
         let mut bytes = Vec::with_capacity(node_id.len() + 9);
         bytes.extend_from_slice(node_id.as_bytes());
         bytes.push(0);
-        bytes.extend_from_slice(&incarnation.to_le_bytes());
+        bytes.extend_from_slice(&epoch.to_le_bytes());
         Actor(xxhash_rust::xxh3::xxh3_64(&bytes))
     }
 }
