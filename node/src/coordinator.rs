@@ -146,9 +146,17 @@ impl Coordinator {
             _ => self.cluster().ring()?,
         };
         let targets = self.read_targets(&ring, key.partition());
+        // A fallback that holds nothing for the key does not count (it answers that it is
+        // not a replica): the next healthy fallback is asked instead.
+        let spares: Vec<NodeId> = ring
+            .preference_list(key.partition())
+            .iter()
+            .filter(|n| !targets.contains(n) && self.cluster().is_up(n))
+            .cloned()
+            .collect();
         let call = ReplicaCall::Get { key: key.clone() };
         let mut reads =
-            self.replicas.fan_out(&targets, call, Rule::read(opts.r), vec![], &[], false, deadline);
+            self.replicas.fan_out(&targets, call, Rule::read(opts.r), spares, &[], false, deadline);
         let verdict = reads.settle().await;
         let merged = reads.merged();
         let failed =

@@ -69,10 +69,14 @@ impl Replicas {
             }
             ReplicaCall::Get { key } if owner => self.local.get(key).await.map(ReplicaAnswer::Object),
             // Not a replica: only the hints kept here for the key's primaries, never any
-            // data of ours (a stray copy must not be served, nor read-repaired back).
-            ReplicaCall::Get { key } => {
-                self.local.get_hints(key, primaries.to_vec()).await.map(ReplicaAnswer::Object)
-            }
+            // data of ours (a stray copy must not be served, nor read-repaired back). With
+            // no hint it says it is not a replica rather than "not found": a fallback that
+            // never took the write knows nothing of the key, and its empty answer must not
+            // count toward a read quorum (docs/DESIGN.md, decision 3).
+            ReplicaCall::Get { key } => match self.local.get_hints(key, primaries.to_vec()).await {
+                Ok(None) => return ReplicaAnswer::NotOwner { layout_version: ring.version() },
+                other => other.map(ReplicaAnswer::Object),
+            },
             ReplicaCall::Merge { key, object, durable, hint_for, made_at_ms } => {
                 let durability = if durable { Durability::Synced } else { Durability::Journal };
                 let object = object.object().clone();
@@ -243,7 +247,9 @@ impl Fanout {
         match self.tally.record(Answer::Failed) {
             Next::SendToSpare => match self.spares.pop_front() {
                 Some(spare) => {
-                    self.replicas.metrics.sloppy_writes.inc();
+                    if matches!(self.call, ReplicaCall::Merge { .. }) {
+                        self.replicas.metrics.sloppy_writes.inc();
+                    }
                     self.send(spare, owner);
                 }
                 None => self.missed.push(owner),

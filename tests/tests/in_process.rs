@@ -367,6 +367,41 @@ async fn a_copy_that_reaches_a_fallback_late_is_kept_as_a_hint_aged_from_its_wri
 }
 
 #[tokio::test]
+async fn a_fallback_that_holds_nothing_does_not_count_toward_a_read_quorum() {
+    // Issue 21, seen from outside: a strict write acknowledged by A and B (C paused); then
+    // A gone, C back, B paused. A read at r=2 through C was answered by C (which missed
+    // the write) and a fallback that holds nothing: a confident 404. The fallback's
+    // empty answer must not count: the read fails (503) rather than miss the write.
+    let mut c = InProcess::start(5, 3, |_| {}).await;
+    let ring = c.node(0).cluster.ring().expect("a layout");
+    let key = (0..)
+        .map(|k| format!("fb{k}"))
+        .find(|k| {
+            ring.primaries(c.key("b", k).partition()) == [NodeId(name(0)), NodeId(name(1)), NodeId(name(2))]
+        })
+        .expect("a key whose primaries are node-1, node-2, node-3");
+    c.network.pause(&name(2));
+    c.wait_state(0, 2, false).await;
+    c.put(0, &key, "acknowledged", 2, false, &none()).await.expect("a strict write at w=2");
+    c.stop(0).await;
+    c.network.resume(&name(2));
+    c.network.pause(&name(1));
+    c.wait_state(2, 0, false).await;
+    c.wait_state(2, 1, false).await;
+    c.wait_state(2, 3, true).await;
+    c.wait_state(2, 4, true).await;
+    match c.get(2, &key, 2).await {
+        Err(Error::QuorumFailed { required: 2, succeeded: 1, .. }) => {}
+        other => panic!("an acknowledged write must read as the value or a 503, never {other:?}"),
+    }
+    // With B back, the read finds the write again.
+    c.network.resume(&name(1));
+    c.wait_state(2, 1, true).await;
+    assert_eq!(values(c.get(2, &key, 2).await.expect("read").as_ref()), ["acknowledged"]);
+    c.stop_all().await;
+}
+
+#[tokio::test]
 async fn a_slow_replica_fails_a_strict_write_by_its_deadline_and_loses_nothing() {
     let mut c = InProcess::start(3, 3, |_| {}).await;
     // node-3's messages take longer than the request's deadline to arrive.
@@ -1000,7 +1035,8 @@ async fn stray_data_is_never_served_and_is_dropped_as_a_hint_of_unknown_age() {
     let get = ReplicaCall::Get { key: c.key("b", &key) };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     let answer = c.node(0).replicas.call(outsider, get, deadline).await.expect("an answer");
-    assert_eq!(answer, ReplicaAnswer::Object(None), "stray data is never served");
+    // Holding no hint for it either, node-4 says it is not a replica of the key.
+    assert_eq!(answer, ReplicaAnswer::NotOwner { layout_version: 1 }, "stray data is never served");
     assert_eq!(strays(&c, 3).await, 1);
     assert_eq!(c.local(3, &key).await, None);
     assert!(counter(&c, 3, "quorumkv_stray_keys_moved_total").await >= 1.0);
