@@ -611,6 +611,17 @@ impl Cluster {
                 return Ok(());
             }
         }
+        // A node whose data directory is not the one the layout was made with (it lost
+        // its data) holds nothing it is counted on for: every partition it replicates is
+        // synced from the other replicas before it answers reads of it (issue 21).
+        if self.layout().is_none() && layout.lost_by(&self.me.node_id, self.me.incarnation) {
+            let mine = layout.ring().partitions_of(&self.me.node_id);
+            tracing::warn!(
+                partitions = mine.len(),
+                "this node lost the data the layout counts on it for: syncing every partition it replicates before it answers reads"
+            );
+            self.mark_syncing(mine).await?;
+        }
         // Partitions this node replicates now and did not before must be synced from
         // their other replicas before it answers reads of them.
         if let Some(before) = self.layout() {

@@ -48,11 +48,21 @@ pub struct ClusterParams {
     pub vnodes: u32,
 }
 
-/// Where a member listens.
+/// Where a member listens, and which incarnation of it (which data directory) the layout
+/// was made with.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Addresses {
     pub peer_addr: String,
     pub api_addr: String,
+    /// 0 in layouts stored before it was recorded: unknown.
+    pub incarnation: u64,
+}
+
+/// [`Addresses`] as layouts stored before the incarnation was recorded hold them.
+#[derive(Deserialize)]
+struct LegacyAddresses {
+    peer_addr: String,
+    api_addr: String,
 }
 
 /// One operator change, staged until a commit makes the next version.
@@ -71,7 +81,7 @@ pub enum Change {
 
 impl Addresses {
     fn of(m: &MemberInfo) -> Addresses {
-        Addresses { peer_addr: m.peer_addr.clone(), api_addr: m.api_addr.clone() }
+        Addresses { peer_addr: m.peer_addr.clone(), api_addr: m.api_addr.clone(), incarnation: m.incarnation }
     }
 }
 
@@ -221,7 +231,28 @@ impl Layout {
     /// # Errors
     /// Bytes that are not a valid layout.
     pub fn decode(bytes: &[u8]) -> Result<Layout, String> {
-        postcard::from_bytes(bytes).map_err(|e| e.to_string())
+        postcard::from_bytes(bytes).or_else(|e| {
+            #[derive(Deserialize)]
+            struct Legacy {
+                ring: Ring,
+                addresses: BTreeMap<NodeId, LegacyAddresses>,
+            }
+            let old: Legacy = postcard::from_bytes(bytes).map_err(|_| e.to_string())?;
+            let addresses = old
+                .addresses
+                .into_iter()
+                .map(|(id, a)| {
+                    (id, Addresses { peer_addr: a.peer_addr, api_addr: a.api_addr, incarnation: 0 })
+                })
+                .collect();
+            Layout::try_from(LayoutRepr { ring: old.ring, addresses })
+        })
+    }
+
+    /// Whether this layout was made with another data directory of `me` than the one of
+    /// `incarnation`: the node lost the data the layout counts on it for.
+    pub fn lost_by(&self, me: &NodeId, incarnation: u64) -> bool {
+        self.addresses.get(me).is_some_and(|a| a.incarnation != 0 && a.incarnation != incarnation)
     }
 }
 
@@ -251,6 +282,41 @@ mod tests {
         let back = Layout::decode(&a.encode()).expect("decodes");
         assert_eq!(back, a);
         assert!(Layout::decode(&a.encode()[..10]).is_err());
+    }
+
+    #[test]
+    fn a_layout_knows_which_data_directory_of_each_member_it_was_made_with() {
+        let params = ClusterParams { partitions: 64, replicas: 3, vnodes: 64 };
+        let layout = Layout::first(params, &[member("a"), member("b"), member("c")]).expect("layout");
+        assert!(!layout.lost_by(&NodeId::from("a"), 1), "the same data directory");
+        assert!(layout.lost_by(&NodeId::from("a"), 2), "a new data directory: the data is gone");
+        assert!(!layout.lost_by(&NodeId::from("z"), 2), "not a member");
+    }
+
+    #[test]
+    fn a_layout_stored_before_incarnations_were_recorded_still_loads() {
+        #[derive(Serialize)]
+        struct OldAddresses<'a> {
+            peer_addr: &'a str,
+            api_addr: &'a str,
+        }
+        #[derive(Serialize)]
+        struct Old<'a> {
+            ring: &'a Ring,
+            addresses: BTreeMap<NodeId, OldAddresses<'a>>,
+        }
+        let params = ClusterParams { partitions: 64, replicas: 3, vnodes: 64 };
+        let layout = Layout::first(params, &[member("a"), member("b"), member("c")]).expect("layout");
+        let addresses = layout
+            .addresses()
+            .iter()
+            .map(|(id, a)| (id.clone(), OldAddresses { peer_addr: &a.peer_addr, api_addr: &a.api_addr }))
+            .collect();
+        let bytes = postcard::to_allocvec(&Old { ring: layout.ring(), addresses }).expect("encode");
+        let old = Layout::decode(&bytes).expect("an old layout loads");
+        assert_eq!(old.ring(), layout.ring());
+        assert!(old.addresses().values().all(|a| a.incarnation == 0));
+        assert!(!old.lost_by(&NodeId::from("a"), 7), "an unknown incarnation is not a loss");
     }
 
     proptest::proptest! {
