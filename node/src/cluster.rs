@@ -143,9 +143,11 @@ impl Cluster {
         metrics: Arc<Metrics>,
     ) -> Result<Cluster, Error> {
         let stored = match local.meta_get(LAYOUT_META).await? {
-            Some(bytes) => {
-                Some(Layout::decode(&bytes).map_err(|e| Error::Internal(format!("the stored layout: {e}")))?)
-            }
+            Some(bytes) => Some(Layout::decode(&bytes).map_err(|e| {
+                Error::Internal(format!(
+                    "the stored layout cannot be read ({e}); move this node's data directory aside and start it empty"
+                ))
+            })?),
             None => None,
         };
         let cluster = Cluster {
@@ -170,14 +172,26 @@ impl Cluster {
             detector,
             metrics,
         };
+        // Stored state that cannot be read stops the node: read as empty, it would make
+        // the node answer for partitions it never synced, or retire a layout early.
+        let unreadable = |what: &str, e: &dyn std::fmt::Display| {
+            Error::Internal(format!(
+                "the stored {what} cannot be read ({e}); this node will not serve what it may not have. \
+                 Move its data directory aside and start it empty: it then syncs every partition it \
+                 replicates from the other replicas before it answers for them"
+            ))
+        };
         if let Some(bytes) = cluster.local.meta_get(SYNCING_META).await? {
-            let parts: Vec<u32> = postcard::from_bytes(&bytes).unwrap_or_default();
+            let parts: Vec<u32> =
+                postcard::from_bytes(&bytes).map_err(|e| unreadable("set of partitions being synced", &e))?;
             cluster.syncing.lock().unwrap_or_else(PoisonError::into_inner).extend(parts);
         }
         if let Some(layout) = stored {
             tracing::info!(version = layout.version(), "loaded the stored cluster layout");
             let previous = match cluster.local.meta_get(PREVIOUS_META).await? {
-                Some(bytes) if !bytes.is_empty() => Layout::decode(&bytes).ok().map(Arc::new),
+                Some(bytes) if !bytes.is_empty() => {
+                    Some(Arc::new(Layout::decode(&bytes).map_err(|e| unreadable("previous layout", &e))?))
+                }
                 _ => None,
             };
             cluster.install(layout, previous);

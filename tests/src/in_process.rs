@@ -71,6 +71,11 @@ impl InProcess {
     }
 
     async fn boot(&mut self, i: usize) {
+        self.try_boot(i).await.expect("node starts");
+    }
+
+    /// Starts node `i`; the start's error as text if it refuses to start.
+    async fn try_boot(&mut self, i: usize) -> Result<(), String> {
         let config = self.configs[i].clone();
         // A node stopped a moment ago may still be finishing a peer's call (a handler
         // holds its state until the call ends, within the caller's deadline): wait for
@@ -87,7 +92,7 @@ impl InProcess {
         })
         .await
         .expect("the previous instance released its store")
-        .expect("node starts");
+        .map_err(|e| e.to_string())?;
         // The network holds the node weakly: a message still in flight to a stopped node
         // does not keep its state (and its store) alive.
         let state = Arc::downgrade(node.state());
@@ -102,6 +107,7 @@ impl InProcess {
         });
         self.network.register(&name(i), handler);
         self.nodes[i] = Some(node);
+        Ok(())
     }
 
     pub fn len(&self) -> usize {
@@ -132,6 +138,11 @@ impl InProcess {
     /// Starts node `i` again on its data directory.
     pub async fn restart(&mut self, i: usize) {
         self.boot(i).await;
+    }
+
+    /// Starts node `i` again on its data directory; why not, if it refuses to start.
+    pub async fn try_restart(&mut self, i: usize) -> Result<(), String> {
+        self.try_boot(i).await
     }
 
     /// Starts one more node, seeded with every other node, with the changes `tweak`

@@ -402,6 +402,20 @@ async fn a_fallback_that_holds_nothing_does_not_count_toward_a_read_quorum() {
 }
 
 #[tokio::test]
+async fn stored_sync_state_that_cannot_be_read_stops_the_node_with_what_to_do() {
+    // Issue 21: a corrupt stored set of syncing partitions decoded as empty (the node then
+    // answered for partitions it never synced), a corrupt previous layout as none.
+    for (name_, garbage) in [("syncing", &b"\xff\xff\xff"[..]), ("layout-previous", &b"\x07garbage"[..])] {
+        let mut c = InProcess::start(3, 3, |_| {}).await;
+        c.node(2).replicas.local().meta_put(name_, garbage.to_vec()).await.expect("damage it");
+        c.stop(2).await;
+        let e = c.try_restart(2).await.expect_err("a node with unreadable sync state must not serve");
+        assert!(e.contains("cannot be read") && e.contains("data directory"), "{name_}: {e}");
+        c.stop_all().await;
+    }
+}
+
+#[tokio::test]
 async fn a_slow_replica_fails_a_strict_write_by_its_deadline_and_loses_nothing() {
     let mut c = InProcess::start(3, 3, |_| {}).await;
     // node-3's messages take longer than the request's deadline to arrive.
