@@ -11,7 +11,7 @@ pub use quorumkv_ring::Quorum;
 /// The tunables of one request. `None` means "use the client's default", and where the
 /// client has none either, the node's configured default (API.md).
 ///
-/// Reads use `r` and `timeout`; writes use `w`, `dw`, `sloppy` and `timeout`.
+/// Reads use `r`, `sloppy` and `timeout`; writes use `w`, `dw`, `sloppy` and `timeout`.
 ///
 /// ```
 /// use std::time::Duration;

@@ -26,6 +26,13 @@ macro_rules! option_setters {
             self.options.r = Some(r);
             self
         }
+
+        /// A strict read (`sloppy=false`): only the key's primary replicas are asked and
+        /// count toward `r`; a copy a fallback keeps for a primary that is down never does.
+        pub fn strict(mut self) -> Self {
+            self.options.sloppy = Some(false);
+            self
+        }
     };
     (write) => {
         /// Replicas this write waits for (`w`).
@@ -62,7 +69,11 @@ macro_rules! option_setters {
 }
 
 fn read_query(o: &Options) -> Vec<(&'static str, String)> {
-    o.r.map(|r| ("r", r.to_string())).into_iter().collect()
+    let mut q: Vec<(&'static str, String)> = o.r.map(|r| ("r", r.to_string())).into_iter().collect();
+    if let Some(sloppy) = o.sloppy {
+        q.push(("sloppy", sloppy.to_string()));
+    }
+    q
 }
 
 fn write_query(o: &Options) -> Vec<(&'static str, String)> {
@@ -385,5 +396,17 @@ impl<'a> IntoFuture for Update<'a> {
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.run())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_strict_read_asks_for_primaries_only() {
+        let strict = Options { sloppy: Some(false), ..Options::default() };
+        assert_eq!(read_query(&strict), vec![("sloppy", "false".to_string())]);
+        assert_eq!(read_query(&Options::default()), vec![], "the node's default otherwise");
     }
 }

@@ -42,6 +42,9 @@ use crate::worker::Background;
 pub struct ReadOptions {
     pub r: usize,
     pub timeout: Duration,
+    /// Whether a fallback that holds a copy of the key (a hint) may count toward `r`;
+    /// `false` asks the primary replicas only (a strict read).
+    pub sloppy: bool,
 }
 
 /// What a write waits for.
@@ -145,15 +148,21 @@ impl Coordinator {
             Some(old) if self.cluster().is_moving(key.partition()) => old,
             _ => self.cluster().ring()?,
         };
-        let targets = self.read_targets(&ring, key.partition());
-        // A fallback that holds nothing for the key does not count (it answers that it is
-        // not a replica): the next healthy fallback is asked instead.
-        let spares: Vec<NodeId> = ring
-            .preference_list(key.partition())
-            .iter()
-            .filter(|n| !targets.contains(n) && self.cluster().is_up(n))
-            .cloned()
-            .collect();
+        // A strict read asks the primaries only. Otherwise a fallback that holds nothing
+        // for the key does not count (it answers that it is not a replica): the next
+        // healthy fallback is asked instead.
+        let (targets, spares) = if opts.sloppy {
+            let targets = self.read_targets(&ring, key.partition());
+            let spares: Vec<NodeId> = ring
+                .preference_list(key.partition())
+                .iter()
+                .filter(|n| !targets.contains(n) && self.cluster().is_up(n))
+                .cloned()
+                .collect();
+            (targets, spares)
+        } else {
+            (ring.primaries(key.partition()).to_vec(), vec![])
+        };
         let call = ReplicaCall::Get { key: key.clone() };
         let mut reads =
             self.replicas.fan_out(&targets, call, Rule::read(opts.r), spares, &[], false, deadline);

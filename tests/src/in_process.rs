@@ -215,7 +215,7 @@ impl InProcess {
 
     /// Reads through node `i` with `r`.
     pub async fn get(&self, i: usize, key: &str, r: usize) -> Result<Option<Object>, Error> {
-        let opts = ReadOptions { r, timeout: Duration::from_secs(2) };
+        let opts = ReadOptions { r, timeout: Duration::from_secs(2), sloppy: true };
         self.node(i).coordinator.get(self.key("b", key), opts).await
     }
 

@@ -89,6 +89,11 @@ async fn get_put_delete_with_values_from_arguments_files_and_stdin() {
     let ctx = context_of(&cli(n, &["get", "users", "alice", "--json"]).ok());
     assert!(text.contains(&format!("context       {ctx}")), "{text}");
     assert_eq!(cli(n, &["get", "users", "alice", "--raw"]).ok().stdout, b"hello");
+    assert_eq!(
+        cli(n, &["get", "users", "alice", "--raw", "--strict"]).ok().stdout,
+        b"hello",
+        "a strict read"
+    );
 
     // A second put replaces the value (it reads the context first): no sibling.
     cli(n, &["put", "users", "alice", "hello again"]).ok();

@@ -373,13 +373,7 @@ async fn a_fallback_that_holds_nothing_does_not_count_toward_a_read_quorum() {
     // the write) and a fallback that holds nothing: a confident 404. The fallback's
     // empty answer must not count: the read fails (503) rather than miss the write.
     let mut c = InProcess::start(5, 3, |_| {}).await;
-    let ring = c.node(0).cluster.ring().expect("a layout");
-    let key = (0..)
-        .map(|k| format!("fb{k}"))
-        .find(|k| {
-            ring.primaries(c.key("b", k).partition()) == [NodeId(name(0)), NodeId(name(1)), NodeId(name(2))]
-        })
-        .expect("a key whose primaries are node-1, node-2, node-3");
+    let key = key_replicated_by_the_first_three(&c, "fb");
     c.network.pause(&name(2));
     c.wait_state(0, 2, false).await;
     c.put(0, &key, "acknowledged", 2, false, &none()).await.expect("a strict write at w=2");
@@ -413,6 +407,32 @@ async fn stored_sync_state_that_cannot_be_read_stops_the_node_with_what_to_do() 
         assert!(e.contains("cannot be read") && e.contains("data directory"), "{name_}: {e}");
         c.stop_all().await;
     }
+}
+
+#[tokio::test]
+async fn a_strict_read_counts_primaries_only_and_a_sloppy_one_a_fallback_that_holds_the_write() {
+    // node-2 and node-3 are down; a sloppy write at w=2 lands on node-1 and a fallback.
+    let mut c = InProcess::start(5, 3, |_| {}).await;
+    let key = key_replicated_by_the_first_three(&c, "st");
+    for i in [1, 2] {
+        c.network.pause(&name(i));
+        c.wait_state(0, i, false).await;
+    }
+    c.put(0, &key, "v", 2, true, &none()).await.expect("node-1 and a fallback take it");
+    let read = |sloppy: bool| {
+        let opts = quorumkv_node::coordinator::ReadOptions { r: 2, timeout: Duration::from_secs(1), sloppy };
+        c.node(0).coordinator.get(c.key("b", &key), opts)
+    };
+    assert_eq!(
+        values(read(true).await.expect("a sloppy read").as_ref()),
+        ["v"],
+        "the fallback's copy counts"
+    );
+    match read(false).await {
+        Err(Error::QuorumFailed { required: 2, succeeded: 1, .. }) => {}
+        other => panic!("a strict read counts the primaries only, got {other:?}"),
+    }
+    c.stop_all().await;
 }
 
 #[tokio::test]
@@ -817,6 +837,17 @@ async fn peer_messages_are_checked_like_client_input() {
     c.stop_all().await;
 }
 
+/// A key (named `prefix` and a number) whose primaries are node-1, node-2 and node-3, in
+/// that order.
+fn key_replicated_by_the_first_three(c: &InProcess, prefix: &str) -> String {
+    let ring = c.node(0).cluster.ring().expect("a layout");
+    let first_three = [NodeId(name(0)), NodeId(name(1)), NodeId(name(2))];
+    (0..)
+        .map(|k| format!("{prefix}{k}"))
+        .find(|k| ring.primaries(c.key("b", k).partition()) == first_three)
+        .expect("a key whose primaries are node-1, node-2, node-3")
+}
+
 /// A key (named `prefix` and a number) that node `i` does not replicate.
 fn key_not_replicated_by(c: &InProcess, i: usize, prefix: &str) -> String {
     let ring = c.node(0).cluster.ring().expect("a layout");
@@ -1216,8 +1247,11 @@ async fn the_cluster_grows_shrinks_and_replaces_nodes_under_load_without_losing_
                         Bytes::from(key.clone().into_bytes()),
                     )
                     .expect("key");
-                    let opts =
-                        quorumkv_node::coordinator::ReadOptions { r: 2, timeout: Duration::from_secs(2) };
+                    let opts = quorumkv_node::coordinator::ReadOptions {
+                        r: 2,
+                        timeout: Duration::from_secs(2),
+                        sloppy: true,
+                    };
                     if let Ok(None) = states[n % 2].coordinator.get(k, opts).await {
                         missing.lock().expect("lock").push(key);
                     }

@@ -215,7 +215,8 @@ struct WriteArgs {
     /// Of those, how many must fsync first (0..w) [default: the node's].
     #[arg(long, value_name = "DW")]
     dw: Option<usize>,
-    /// Refuse fallback nodes: only the key's own replicas count toward w.
+    /// Refuse fallback nodes: only the key's own replicas count toward w (and, for the
+    /// read before a write, toward r).
     #[arg(long)]
     no_sloppy: bool,
 }
@@ -227,6 +228,10 @@ struct GetArgs {
     /// Replicas that must answer: 1..N, one, quorum or all [default: the node's].
     #[arg(short = 'r', long, value_name = "R")]
     r: Option<Quorum>,
+    /// A strict read: only the key's own replicas are asked and count toward r, never a
+    /// copy a fallback keeps for one that is down.
+    #[arg(long)]
+    strict: bool,
     /// Write only the value's bytes to stdout, nothing else (fails with siblings).
     #[arg(long, conflicts_with = "json")]
     raw: bool,
@@ -549,6 +554,9 @@ async fn get(client: &Client, args: GetArgs, json: bool) -> Result<Vec<u8>, CliE
     let mut request = client.get(&args.key.bucket, &key);
     if let Some(r) = args.r {
         request = request.r(r);
+    }
+    if args.strict {
+        request = request.strict();
     }
     let obj = request.await.map_err(|e| CliError::from_error(e, &what))?;
     if json {

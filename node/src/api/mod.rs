@@ -250,6 +250,7 @@ fn read_options(state: &NodeState, p: &ObjectParams) -> Result<ReadOptions, Erro
     Ok(ReadOptions {
         r: params::resolve("r", p.r.unwrap_or(state.config.default_r), n)?,
         timeout: p.timeout.unwrap_or(Duration::from_millis(state.config.default_timeout_ms)),
+        sloppy: p.sloppy.unwrap_or(true),
     })
 }
 
