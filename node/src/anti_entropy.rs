@@ -232,9 +232,6 @@ impl AntiEntropy {
                     bytes += outcome.bytes;
                     in_sync &= outcome.in_sync_before;
                     agreed += u32::from(outcome.in_sync_before);
-                    // Trees not there yet (issue 21): not an exchange that finished.
-                    all_exchanged &= outcome.compared || !peers.contains(peer);
-                    in_sync &= outcome.compared;
                 }
                 Err(e) => {
                     tracing::debug!(partition, peer = %peer, error = %e, "exchange failed");
@@ -289,9 +286,8 @@ impl AntiEntropy {
         let (theirs, n) = self.call(peer, &Request::TreeSummary { partition, root: mine.root() }).await?;
         out.bytes += n;
         let Response::Tree { ready: true, root, branches } = theirs else {
-            return Ok(out); // theirs are: next time
+            return Ok(out);
         };
-        out.compared = true;
         if root == mine.root() {
             out.in_sync_before = true;
             return Ok(out);
@@ -505,10 +501,6 @@ struct Exchange {
     repaired: u64,
     bytes: u64,
     in_sync_before: bool,
-    /// Whether both trees were there to compare. An exchange skipped because either side
-    /// is still (re)building its trees is not a finished one: it must not mark a
-    /// partition synced or let a tombstone be reaped.
-    compared: bool,
 }
 
 impl Worker for AntiEntropy {

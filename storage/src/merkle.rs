@@ -96,17 +96,11 @@ pub(crate) struct Forest {
     trees: HashMap<u32, Tree>,
     /// Set while a rebuild scans: writes land here and are absorbed into the scanned trees.
     pending: Option<HashMap<u32, Tree>>,
-    /// Whether the trees describe the store: true once a rebuild finished, or from the
-    /// start for a store that holds nothing. A store reopened with data has no trees
-    /// until its first rebuild, and must not pass for an empty one meanwhile.
-    built: bool,
 }
 
 impl Forest {
-    /// A forest for a store that holds nothing (`built`), or one that holds data the
-    /// trees do not describe until a rebuild.
-    pub(crate) fn new(width: usize, built: bool) -> Forest {
-        Forest { width, trees: HashMap::new(), pending: None, built }
+    pub(crate) fn new(width: usize) -> Forest {
+        Forest { width, trees: HashMap::new(), pending: None }
     }
 
     pub(crate) fn width(&self) -> usize {
@@ -122,9 +116,8 @@ impl Forest {
         trees.entry(partition).or_insert_with(|| Tree::new(width)).apply(leaf_of(stored_key, width), delta);
     }
 
-    /// Whether the trees cannot be trusted now: a rebuild runs, or none has yet.
     pub(crate) fn is_building(&self) -> bool {
-        self.pending.is_some() || !self.built
+        self.pending.is_some()
     }
 
     pub(crate) fn start_rebuild(&mut self) {
@@ -138,7 +131,6 @@ impl Forest {
             scanned.entry(p).or_insert_with(|| Tree::new(width)).absorb(&delta);
         }
         self.trees = scanned;
-        self.built = true;
     }
 
     pub(crate) fn tree(&self, partition: u32) -> Option<&Tree> {

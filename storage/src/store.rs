@@ -265,8 +265,6 @@ impl Store {
         let hints = db.keyspace("hints", KeyspaceCreateOptions::default)?;
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
         let locks = (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect();
-        // A store reopened with data has no trees until its first rebuild.
-        let forest = Forest::new(merkle::DEFAULT_WIDTH, data.is_empty()?);
         Ok(Store {
             db,
             data,
@@ -275,7 +273,7 @@ impl Store {
             locks,
             commit: GroupCommit::default(),
             stats: StoreStats::default(),
-            forest: Mutex::new(forest),
+            forest: Mutex::new(Forest::new(merkle::DEFAULT_WIDTH)),
             journal: JournalSync::new(path),
             synced_seqno: AtomicU64::new(0),
             hint_ttl_ms: AtomicU64::new(0),
@@ -602,10 +600,8 @@ impl Store {
         Ok(())
     }
 
-    /// A copy of one partition's tree; `None` while a rebuild runs, and in a store
-    /// reopened with data until its first rebuild (an exchange then waits: an unbuilt
-    /// tree must not pass for an empty one). A partition that holds nothing here has an
-    /// empty tree.
+    /// A copy of one partition's tree; `None` while a rebuild runs (an exchange then
+    /// waits). A partition that holds nothing here has an empty tree.
     pub fn tree(&self, partition: u32) -> Option<Tree> {
         let forest = self.forest();
         if forest.is_building() {

@@ -494,17 +494,3 @@ fn a_listing_reads_one_buckets_range_in_byte_order_with_shapes() {
     );
     assert_eq!(names(store.list_keys(7, b"nothing", b"", None, 10).expect("list")), (vec![], false));
 }
-
-#[test]
-fn a_reopened_store_has_no_trees_until_its_first_rebuild() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path()).expect("open");
-    assert!(store.tree(7).is_some(), "an empty store's trees are right from the start");
-    put(&store, "k", &VersionVector::new(), text("v"), Durability::Synced);
-    let before = store.tree(7).expect("a tree");
-    drop(store);
-    let store = Store::open(dir.path()).expect("reopen");
-    assert_eq!(store.tree(7), None, "before its rebuild, a tree must not pass for an empty one");
-    store.rebuild_trees().expect("rebuild");
-    assert_eq!(store.tree(7), Some(before));
-}
