@@ -316,6 +316,16 @@ async fn a_stopped_node_releases_everything_and_restarts_on_its_data() {
     c.stop_all().await;
 }
 
+/// Waits until node `holder` keeps a hint for node `target` about `key`; returns it.
+async fn kept_hint(c: &InProcess, holder: usize, target: usize, key: &str) -> quorumkv_storage::Hint {
+    let what = format!("{} keeps a hint for {}", name(holder), name(target));
+    eventually(&what, Duration::from_secs(20), || async {
+        let hints = c.node(holder).replicas.local().scan_hints(NodeId(name(target)), None, 10).await.ok()?;
+        hints.into_iter().find(|h| h.key == key.as_bytes())
+    })
+    .await
+}
+
 #[tokio::test]
 async fn a_copy_that_fails_late_is_kept_as_a_hint_aged_from_its_write() {
     // The copy to node-3 fails seconds after the write (its link is slow). The hint the
@@ -325,11 +335,7 @@ async fn a_copy_that_fails_late_is_kept_as_a_hint_aged_from_its_write() {
     c.network.delay("node-1", "node-3", Duration::from_secs(5));
     let before = now_ms();
     c.put(0, "late", "v", 2, true, &none()).await.expect("w=2 does not wait for node-3");
-    let hint = eventually("node-1 keeps a hint for node-3", Duration::from_secs(20), || async {
-        let hints = c.node(0).replicas.local().scan_hints(NodeId(name(2)), None, 10).await.ok()?;
-        hints.into_iter().find(|h| h.key == b"late")
-    })
-    .await;
+    let hint = kept_hint(&c, 0, 2, "late").await;
     let failed_after = now_ms() - before;
     assert!(failed_after >= 2_000, "the copy failed late ({failed_after} ms after the write)");
     assert!(
@@ -352,11 +358,7 @@ async fn a_copy_that_reaches_a_fallback_late_is_kept_as_a_hint_aged_from_its_wri
     let before = now_ms();
     c.put(0, &key, "v", 3, true, &none()).await.expect("node-4 stands in for node-3");
     let arrived_after = now_ms() - before;
-    let hint = eventually("node-4 keeps a hint for node-3", Duration::from_secs(20), || async {
-        let hints = c.node(3).replicas.local().scan_hints(NodeId(name(2)), None, 10).await.ok()?;
-        hints.into_iter().find(|h| h.key == key.as_bytes())
-    })
-    .await;
+    let hint = kept_hint(&c, 3, 2, &key).await;
     assert!(arrived_after >= 900, "the copy arrived late ({arrived_after} ms after the write)");
     assert!(
         hint.kept_since_ms() <= before + 400,
